@@ -1,0 +1,1 @@
+"""Environment specs and lockfiles (data) and the code that builds environments."""

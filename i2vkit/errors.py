@@ -1,0 +1,38 @@
+"""One base error for the project; each subclass also inherits the matching built-in.
+
+Messages name the bad value and the next step. They are plain sentences; formatting for a
+terminal happens at the edge (tasks.py), never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class I2VKitError(Exception):
+    """Base of every error i2vkit raises on purpose."""
+
+
+class ConfigError(I2VKitError, ValueError):
+    """A setting, flag or data file has a value i2vkit cannot use."""
+
+
+class UnknownNameError(I2VKitError, KeyError):
+    """A name (model, preset, mirror, variant) is not in its catalogue."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = tuple(sorted(known))
+        super().__init__(f"{kind} {name!r} is unknown; known: {', '.join(self.known)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return str(self.args[0])
+
+
+class HostRequirementError(I2VKitError, RuntimeError):
+    """The host lacks something required (disk, Python version, ...)."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))

@@ -1,0 +1,1 @@
+"""Dockerfile(s) and the code that builds and checks images."""
