@@ -48,6 +48,68 @@ def doctor(c: Context, json: bool = False, model: str | None = None) -> None:
         raise Exit(code=1)
 
 
+@task(
+    help={
+        "image": "input image (PNG, JPEG, WebP, ...)",
+        "prompt": "what should happen in the video",
+        "model": "model name from the catalogue (default: settings' model)",
+        "preset": "preview, entry, mainstream or pro (default: preview)",
+        "out": "output mp4 path (default: out.mp4)",
+        "height": "frame height (multiple of 64)",
+        "width": "frame width (multiple of 64)",
+        "frames": "number of frames",
+        "steps": "denoising steps",
+        "guidance": "classifier-free guidance scale",
+        "seed": "random seed (same seed, same video)",
+        "fps": "frames per second of the mp4 (and I2VGen-XL's fps condition)",
+        "decode-chunk": "frames decoded at once by the VAE (lower uses less memory)",
+        "scheduler": "ddim, dpm++ or euler",
+        "negative-prompt": "what to avoid",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "cpu or cuda:N (default: cuda:0 when present)",
+    }
+)
+def generate(
+    c: Context,
+    image: str,
+    prompt: str = "",
+    model: str | None = None,
+    preset: str = "preview",
+    out: str = "out.mp4",
+    height: int | None = None,
+    width: int | None = None,
+    frames: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int | None = None,
+    fps: int | None = None,
+    decode_chunk: int | None = None,
+    scheduler: str | None = None,
+    negative_prompt: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> None:
+    """Generate one video from an image and a prompt."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from runtime import commands
+
+    overrides = dict(
+        prompt=prompt, height=height, width=width, frames=frames, steps=steps,
+        guidance=guidance, seed=seed, fps=fps, decode_chunk=decode_chunk, scheduler=scheduler,
+        negative_prompt=negative_prompt,
+    )  # fmt: skip
+    try:
+        commands.generate(
+            _settings(c, model=model), Path(image), Path(out), preset, overrides, dtype, device,
+            Console(),
+        )  # fmt: skip
+    except I2VKitError as error:
+        raise Exit(f"generate: {error}", code=2) from error
+
+
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run the test suite (the default tier: no GPU needed)."""
@@ -76,4 +138,4 @@ def fix(c: Context) -> None:
     c.run(f"{py} -m ruff format {' '.join(LINT_PATHS)}")
 
 
-ns = Collection(doctor, test, check, fix)
+ns = Collection(doctor, generate, test, check, fix)

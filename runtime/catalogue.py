@@ -26,9 +26,34 @@ class Preset(StrictModel):
     note: str = ""
 
 
+class Limits(StrictModel):
+    size_min: int
+    size_max: int
+    size_multiple: int
+    frames_min: int
+    frames_max: int
+    steps_min: int
+    steps_max: int
+    guidance_min: float
+    guidance_max: float
+    fps_min: int
+    fps_max: int
+    decode_chunk_min: int
+    decode_chunk_max: int
+    prompt_max_chars: int
+    seed_max: int
+
+
+class Advice(StrictModel):
+    i2vgen_min_ddim_steps: int
+    guidance_oversaturates: float
+
+
 class Presets(StrictModel):
     schema_: int = Field(alias="schema")
     preset: tuple[Preset, ...]
+    limits: Limits
+    advice: Advice
 
 
 class Model(StrictModel):
@@ -41,7 +66,15 @@ class Model(StrictModel):
     download_bytes: int
     gated: bool
     license: str
+    guidance: float
+    fps: int
+    scheduler: str
     note: str = ""
+
+    @property
+    def local(self) -> bool:
+        """Built by i2vkit (runtime/demo.py), not downloaded."""
+        return self.name.startswith("demo")
 
 
 class Models(StrictModel):
@@ -79,8 +112,20 @@ class TorchVariants(StrictModel):
 
 
 @cache
+def _presets_file() -> Presets:
+    return load_toml(DATA / "presets.toml", Presets)
+
+
 def presets() -> tuple[Preset, ...]:
-    return load_toml(DATA / "presets.toml", Presets).preset
+    return _presets_file().preset
+
+
+def limits() -> Limits:
+    return _presets_file().limits
+
+
+def quality_advice() -> Advice:
+    return _presets_file().advice
 
 
 @cache

@@ -1,0 +1,85 @@
+"""What `invoke generate` and `invoke calibrate` do, with progress bars and summaries.
+
+The front door (tasks.py) calls one function here per task. Imports torch (through the
+runtime); tasks.py imports this module only inside the task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from i2vkit.settings import Settings as AppSettings
+from runtime import request
+from runtime.engine import Result, Runtime
+from runtime.images import load_image
+from runtime.loader import Loader
+
+GIB = 1024**3
+
+
+def _progress_bar(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def generate(
+    app: AppSettings,
+    image: Path,
+    out: Path,
+    preset: str,
+    overrides: dict[str, Any],
+    dtype: str | None,
+    device: str | None,
+    console: Any,
+) -> Result:
+    """Load the model once, plan, generate one video to `out`, print a summary."""
+    s = request.make(app.model, preset, **overrides)
+    picture = load_image(image, str(image))
+    for warning in request.quality_warnings(s):
+        console.print(f"[yellow]warning:[/] {warning}")
+    runtime = Runtime(Loader(app.model, app, device, dtype), app)
+    with console.status(f"loading {app.model} ..."):
+        loaded = runtime.setup()
+    console.print(
+        f"loaded {app.model} on {loaded.device} in {loaded.dtype} ({loaded.seconds:.1f} s)"
+    )
+    with _progress_bar(console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or 1)
+            bar.update(tasks[stage], completed=done, total=total or 1)
+
+        result = runtime.generate(s, picture, out, on_progress)
+    summarize(result, console)
+    return result
+
+
+def summarize(result: Result, console: Any) -> None:
+    from rich.table import Table
+
+    s = result.settings
+    table = Table("stage", "seconds", title=f"{result.path} ({result.frames} frames)")
+    for stage, seconds in result.seconds.items():
+        table.add_row(stage, f"{seconds:.2f}")
+    console.print(table)
+    console.print(
+        f"settings: {s.height}x{s.width}, {s.frames} frames, {s.steps} steps ({s.scheduler}), "
+        f"guidance {s.guidance:g}, seed {s.seed}, fps {s.fps}, decode_chunk {s.decode_chunk}; "
+        f"{result.device} {result.dtype}"
+    )
+    console.print(
+        f"peak memory {result.peak_bytes / GIB:.2f} GiB (planner estimated "
+        f"{result.estimate.peak / GIB:.2f} GiB; {result.estimate.source.split(':')[0]})"
+        + ("; retried after out-of-memory with decode_chunk=1" if result.retried else "")
+    )

@@ -1,0 +1,160 @@
+"""The runtime: one loaded pipeline, driven by one job at a time, with the memory planner before
+each job and one safer retry after an out-of-memory error. An OOM is an expected outcome with
+its own error; the process stays healthy.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from i2vkit.settings import Settings as AppSettings
+from runtime import planner, request
+from runtime.errors import OutOfMemoryError, RequestError
+from runtime.generation import FAMILIES, Job, Progress
+from runtime.loader import Loaded, Loader
+from runtime.measure import PeakMemory
+from runtime.video import write_mp4
+
+
+@dataclass
+class Result:
+    path: Path
+    settings: request.Settings
+    frames: int
+    seconds: dict[str, float]  # per stage: encode, denoise, decode, write, total
+    peak_bytes: int
+    estimate: planner.Estimate
+    device: str
+    dtype: str
+    retried: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Stages:
+    """Times each stage from the progress callbacks and passes them on."""
+
+    def __init__(self, forward: Progress, meter: PeakMemory) -> None:
+        self.forward = forward
+        self.meter = meter
+        self.seconds: dict[str, float] = {}
+        self._stage = ""
+        self._since = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            now = time.perf_counter()
+            if self._stage:
+                self.seconds[self._stage] = self.seconds.get(self._stage, 0) + now - self._since
+            self._stage, self._since = stage, now
+            self.meter.mark(stage)
+        if stage:
+            self.forward(stage, done, total)
+
+    def close(self) -> None:
+        self("", 0, 0)
+
+
+def _is_oom(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError)
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Runtime:
+    """Owns the loader and the lock that keeps the pipeline to one job at a time."""
+
+    def __init__(self, loader: Loader, app: AppSettings) -> None:
+        self.loader = loader
+        self.app = app
+        self._busy = threading.Lock()
+
+    def setup(self) -> Loaded:
+        return self.loader.get()
+
+    def plan(self, s: request.Settings) -> planner.Estimate:
+        """Refuse (WontFitError) before anything runs if the job would not fit."""
+        loaded = self.loader.get()
+        if s.model != loaded.model.name:
+            raise RequestError(f"model {s.model!r} is not the loaded {loaded.model.name!r}")
+        profile = planner.profile_for(s.model, loaded.device, loaded.dtype, self.app.home)
+        free, _ = planner.device_memory(loaded.device)
+        # the weights are already resident, so they are not in `free`: count them back in
+        return planner.check(s, profile, free + profile.weights_bytes)
+
+    def generate(
+        self,
+        s: request.Settings,
+        image: Any,
+        out: Path,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Result:
+        estimate = self.plan(s)
+        loaded = self.loader.get()
+        run = FAMILIES[loaded.model.family]
+        started = time.perf_counter()
+        with self._busy, PeakMemory(loaded.device) as meter:
+            stages = _Stages(progress or (lambda *_: None), meter)
+            job = Job(s, image, stages, cancelled)
+            retried = False
+            try:
+                frames = run(loaded.pipe, job)
+            except Exception as error:
+                if not _is_oom(error):
+                    raise
+                frames, job = self._retry_safer(loaded, job, run), job
+                retried = True
+            stages("write", 0, 1)
+            write_mp4(frames, out, fps=job.settings.fps)
+            stages("write", 1, 1)
+            stages.close()
+        seconds = {**stages.seconds, "total": time.perf_counter() - started}
+        return Result(
+            path=out,
+            settings=job.settings,
+            frames=int(frames.shape[0]),
+            seconds=seconds,
+            peak_bytes=meter.peak,
+            estimate=estimate,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            retried=retried,
+            warnings=request.quality_warnings(s),
+        )
+
+    def _retry_safer(self, loaded: Loaded, job: Job, run: Callable[[Any, Job], Any]) -> Any:
+        """One retry after an OOM: cached memory freed, one frame decoded at a time, tiled VAE."""
+        _free_device_memory()
+        safer = Job(job.settings.replace(decode_chunk=1), job.image, job.progress, job.cancelled)
+        vae = loaded.pipe.vae
+        tiling = hasattr(vae, "enable_tiling")
+        if tiling:
+            vae.enable_tiling()
+        try:
+            return run(loaded.pipe, safer)
+        except Exception as error:
+            if not _is_oom(error):
+                raise
+            _free_device_memory()
+            s = job.settings
+            raise OutOfMemoryError(
+                f"out of memory at {s.height}x{s.width}, {s.frames} frames even with "
+                "decode_chunk=1 and a tiled VAE: lower the resolution or the frame count"
+            ) from error
+        finally:
+            if tiling:
+                vae.disable_tiling()

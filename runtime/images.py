@@ -1,0 +1,57 @@
+"""Input images: opened with Pillow, checked, rotated by EXIF, converted to 8-bit RGB.
+
+CMYK, 16-bit, palette and alpha images all arrive as RGB; a truncated, corrupt or unsupported
+file, or one whose pixel count could be a decompression bomb, is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import RequestError
+
+MAX_PIXELS = 40_000_000  # 40 MP: larger than any camera image people send; bombs are far larger
+
+
+def load_image(source: Path | bytes, name: str = "image") -> Any:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as error:
+            raise RequestError(f"cannot read {name}: {error.strerror}") from error
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            kind = probe.format
+            if width * height > MAX_PIXELS:
+                raise RequestError(
+                    f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); "
+                    f"the limit is {MAX_PIXELS / 1e6:.0f} MP: downscale it first"
+                )
+        image: Image.Image = Image.open(io.BytesIO(data))
+        image.load()  # decodes now, so a truncated file fails here, not mid-job
+    except UnidentifiedImageError as error:
+        raise RequestError(
+            f"{name} is not an image Pillow can read (PNG, JPEG, WebP, ...)"
+        ) from error
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, RequestError):
+            raise
+        raise RequestError(
+            f"{name} ({kind or 'unknown format'}) is corrupt or truncated: {error}"
+        ) from error
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
+        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        rgba = image.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

@@ -1,0 +1,148 @@
+"""One model load per process: the first caller builds the pipeline, the others wait for it.
+
+Where the files come from: `demo` models are built locally (runtime/demo.py) into i2vkit's
+home; hub models are read from the Hugging Face cache with `local_files_only=True` (setup put
+them there; nothing is downloaded at start-up). Precision is explicit: bf16 on GPUs with bf16
+tensor cores (compute >= 8.0), fp16 on older GPUs, fp32 on CPU, unless overridden.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from i2vkit.errors import ConfigError
+from i2vkit.settings import Settings
+from runtime import catalogue, demo
+from runtime.catalogue import Model
+from runtime.errors import ModelNotReadyError
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    pipe: Any
+    model: Model
+    device: str  # "cuda:0", "cpu"
+    dtype: str  # one of DTYPES
+    seconds: float  # load time
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    if name not in DTYPES:
+        raise ConfigError(f"dtype {name!r} is unknown; known: {', '.join(DTYPES)}")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def choose_device(device: str | None) -> str:
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for but torch sees no CUDA GPU; use cpu")
+        return device
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def choose_dtype(device: str, dtype: str | None) -> str:
+    import torch
+
+    if dtype:
+        torch_dtype(dtype)  # validates the name
+        return dtype
+    if not device.startswith("cuda"):
+        return "fp32"  # half precision is slower than fp32 on most CPUs
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
+def model_folder(model: Model, settings: Settings) -> Path:
+    """The local folder of the model's files; builds `demo` models on first use."""
+    if model.local:
+        folder = settings.home / "models" / model.name
+        if not (folder / "model_index.json").exists():
+            demo.save(folder, model.family)
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(
+                model.repo_id,
+                revision=model.revision,
+                cache_dir=settings.hub_cache,
+                local_files_only=True,
+            )
+        )
+    except LocalEntryNotFoundError as error:
+        raise ModelNotReadyError(
+            f"model {model.name!r} ({model.repo_id}) is not in {settings.hub_cache}: "
+            f"run `invoke setup --model {model.name}` first"
+        ) from error
+
+
+def _quiet_libraries() -> None:
+    # Their per-file loading bars and deprecation notes drown i2vkit's own progress; errors
+    # still surface as exceptions.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def load(model: Model, settings: Settings, device: str | None, dtype: str | None) -> Loaded:
+    from diffusers import DiffusionPipeline
+
+    _quiet_libraries()
+    started = time.perf_counter()
+    device = choose_device(device)
+    dtype = choose_dtype(device, dtype)
+    folder = model_folder(model, settings)
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
+    if model.variant and dtype != "fp32":
+        kwargs["variant"] = model.variant
+    pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    wrong = {
+        name: str(part.dtype)
+        for name, part in pipe.components.items()
+        if hasattr(part, "dtype") and part.dtype != torch_dtype(dtype)
+    }
+    if wrong:  # some diffusers releases ignore the dtype argument: never run a silent fp32
+        raise ConfigError(f"after loading, components have the wrong dtype: {wrong}")
+    return Loaded(pipe, model, device, dtype, time.perf_counter() - started)
+
+
+class Loader:
+    """Holds the process's one pipeline; `get()` is safe from any number of threads."""
+
+    def __init__(
+        self, model: str, settings: Settings, device: str | None = None, dtype: str | None = None
+    ) -> None:
+        self.model = catalogue.model(model)
+        self.settings = settings
+        self.device = device
+        self.dtype = dtype
+        self.loads = 0  # how many times a pipeline was built: 1 in a healthy process
+        self._lock = threading.Lock()
+        self._loaded: Loaded | None = None
+
+    def get(self) -> Loaded:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        with self._lock:  # one caller loads; the others block here, then find it loaded
+            if self._loaded is None:
+                self._loaded = load(self.model, self.settings, self.device, self.dtype)
+                self.loads += 1
+            return self._loaded
