@@ -116,7 +116,7 @@ class Runtime:
             except Exception as error:
                 if not _is_oom(error):
                     raise
-                frames, job = self._retry_safer(loaded, job, run), job
+                frames, job = self._retry_safer(loaded, job, run)
                 retried = True
             stages("write", 0, 1)
             write_mp4(frames, out, fps=job.settings.fps)
@@ -136,7 +136,9 @@ class Runtime:
             warnings=request.quality_warnings(s),
         )
 
-    def _retry_safer(self, loaded: Loaded, job: Job, run: Callable[[Any, Job], Any]) -> Any:
+    def _retry_safer(
+        self, loaded: Loaded, job: Job, run: Callable[[Any, Job], Any]
+    ) -> tuple[Any, Job]:
         """One retry after an OOM: cached memory freed, one frame decoded at a time, tiled VAE."""
         _free_device_memory()
         safer = Job(job.settings.replace(decode_chunk=1), job.image, job.progress, job.cancelled)
@@ -145,7 +147,7 @@ class Runtime:
         if tiling:
             vae.enable_tiling()
         try:
-            return run(loaded.pipe, safer)
+            return run(loaded.pipe, safer), safer
         except Exception as error:
             if not _is_oom(error):
                 raise

@@ -79,6 +79,18 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).cpu().numpy()  # (F, H, W, C)
 
 
+def image_conditioning(
+    pipe: Any, pixels: torch.Tensor, frames: int, generator: torch.Generator, cfg: bool
+) -> torch.Tensor:
+    """(1, 3, H, W) -> (B, 4, F, H/8, W/8): the first frame's latent, then a constant mask per
+    following frame rising to 1 (I2VGen-XL's position conditioning); doubled for CFG."""
+    latent = pipe.vae.encode(pixels).latent_dist.sample(generator) * pipe.vae.config.scaling_factor
+    latent = latent.unsqueeze(2)  # (1, 4, 1, h, w)
+    masks = [torch.full_like(latent, (k + 1) / (frames - 1)) for k in range(frames - 1)]
+    latents = torch.cat([latent, *masks], dim=2)
+    return torch.cat([latents] * 2) if cfg else latents
+
+
 @torch.no_grad()
 def run_i2vgen_xl(pipe: Any, job: Job) -> np.ndarray:
     from diffusers.pipelines.deprecated.i2vgen_xl import pipeline_i2vgen_xl as stock
@@ -101,10 +113,12 @@ def run_i2vgen_xl(pipe: Any, job: Job) -> np.ndarray:
     crop = stock._resize_bilinear(crop, (size["width"], size["height"]))
     image_embeddings = pipe._encode_image(crop, device, 1)
 
-    # 3. Image latents, first frame plus position masks: (2, 4, F, H/8, W/8)
+    # 3. Image latents, first frame plus position masks: (2, 4, F, H/8, W/8). Not the stock
+    #    prepare_image_latents: it samples the VAE posterior from the global RNG, so the same
+    #    seed would not give the same video.
     resized = stock._center_crop_wide(job.image, (s.width, s.height))
     pixels = pipe.video_processor.preprocess(resized).to(device=device, dtype=dtype)
-    image_latents = pipe.prepare_image_latents(pixels, device, s.frames, 1)
+    image_latents = image_conditioning(pipe, pixels, s.frames, generator, cfg)
     fps = torch.tensor([s.fps] * (2 if cfg else 1), device=device)
     job.progress("encode", 1, 1)
 

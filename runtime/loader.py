@@ -99,6 +99,16 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
+def _dtype_keyword() -> str:
+    # diffusers 0.42 deprecates `torch_dtype=` for `dtype=`; older releases silently ignore
+    # `dtype=` (so `load` asserts every component's dtype after loading either way).
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return "dtype" if Version(version("diffusers")) >= Version("0.40") else "torch_dtype"
+
+
 def load(model: Model, settings: Settings, device: str | None, dtype: str | None) -> Loaded:
     from diffusers import DiffusionPipeline
 
@@ -107,7 +117,7 @@ def load(model: Model, settings: Settings, device: str | None, dtype: str | None
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
     folder = model_folder(model, settings)
-    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
+    kwargs: dict[str, Any] = {_dtype_keyword(): torch_dtype(dtype)}
     if model.variant and dtype != "fp32":
         kwargs["variant"] = model.variant
     pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)

@@ -112,7 +112,10 @@ def check(s: Settings) -> None:
 def quality_warnings(s: Settings) -> list[str]:
     """Settings known to hurt quality (the seed's notes); advice, not refusal."""
     advice = catalogue.quality_advice()
-    family = catalogue.model(s.model).family
+    entry = catalogue.model(s.model)
+    if entry.local:  # the demo models have random weights: there is no quality to protect
+        return []
+    family = entry.family
     warnings = []
     if family == "i2vgen-xl" and s.scheduler == "ddim" and s.steps < advice.i2vgen_min_ddim_steps:
         warnings.append(

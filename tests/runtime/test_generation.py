@@ -1,0 +1,168 @@
+"""Generation on the tiny real pipelines: shapes, ranges, determinism, mp4 output."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from runtime import request
+from runtime.engine import Runtime
+from runtime.errors import CancelledError, RequestError
+from runtime.generation import FAMILIES, Job, encode_text
+from runtime.loader import Loader
+from runtime.video import read_mp4
+
+SMALL = dict(height=64, width=64, frames=4, steps=3, decode_chunk=2)
+
+
+def settings(model: str = "demo", **changes):
+    return request.make(model, "preview", **{**SMALL, **changes})
+
+
+@pytest.mark.parametrize("model", ["demo", "demo-svd"])
+def test_output_shape_range_and_no_nan(app, image, model):
+    loaded = Loader(model, app).get()
+    frames = FAMILIES[loaded.model.family](loaded.pipe, Job(settings(model), image))
+    assert frames.shape == (4, 64, 64, 3)
+    assert frames.dtype == np.uint8
+    assert frames.std() > 0  # not a constant (black) video
+
+
+@pytest.mark.parametrize("model", ["demo", "demo-svd"])
+def test_same_seed_same_video_other_seed_other_video(app, image, model):
+    loaded = Loader(model, app).get()
+    run = FAMILIES[loaded.model.family]
+    first = run(loaded.pipe, Job(settings(model, seed=7), image))
+    again = run(loaded.pipe, Job(settings(model, seed=7), image))
+    other = run(loaded.pipe, Job(settings(model, seed=8), image))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_mp4_decodes_to_the_requested_frames_with_progress(app, image, tmp_path):
+    seen: list[tuple[str, int, int]] = []
+    runtime = Runtime(Loader("demo", app), app)
+    out = tmp_path / "out" / "video.mp4"
+    result = runtime.generate(settings(frames=6, steps=4), image, out, lambda *p: seen.append(p))
+    video = read_mp4(out)
+    assert video.shape == (6, 64, 64, 3)
+    assert result.frames == 6
+    steps = [done for stage, done, total in seen if stage == "denoise"]
+    assert steps == [1, 2, 3, 4]
+    assert {"encode", "denoise", "decode", "write", "total"} <= set(result.seconds)
+    assert result.peak_bytes > 0
+    assert list(out.parent.iterdir()) == [out]  # no temp file left behind
+
+
+def test_the_loader_builds_once_for_many_concurrent_callers(app):
+    loader = Loader("demo", app)
+    barrier = threading.Barrier(8)
+    got = []
+
+    def call():
+        barrier.wait()
+        got.append(loader.get())
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loader.loads == 1
+    assert len({id(g.pipe) for g in got}) == 1
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)],
+)
+def test_every_component_has_the_asked_dtype(app, dtype, expected):
+    loaded = Loader("demo", app, device="cpu", dtype=dtype).get()
+    dtypes = {n: c.dtype for n, c in loaded.pipe.components.items() if hasattr(c, "dtype")}
+    assert set(dtypes) == {"vae", "text_encoder", "image_encoder", "unet"}
+    assert set(dtypes.values()) == {expected}
+
+
+def test_bf16_on_cpu_runs_and_stays_finite(app, image):
+    loaded = Loader("demo", app, device="cpu", dtype="bf16").get()
+    frames = FAMILIES["i2vgen-xl"](loaded.pipe, Job(settings(), image))
+    assert frames.shape == (4, 64, 64, 3)
+
+
+def test_cpu_defaults_to_fp32(app):
+    assert Loader("demo", app).get().dtype == "fp32"
+
+
+def test_clip_skip_shim_matches_the_reference_computation(app):
+    """I2VGen-XL conditions on the penultimate CLIP layer through the final layer norm. The
+    reference captures the penultimate layer's output with a hook during a plain forward."""
+    pipe = Loader("demo", app).get().pipe
+    encoder = pipe.text_encoder
+    layers = (
+        encoder.text_model.encoder.layers
+        if hasattr(encoder, "text_model")
+        else (encoder.encoder.layers)
+    )
+    captured = {}
+    handle = layers[-2].register_forward_hook(
+        lambda _m, _i, out: captured.setdefault("h", out[0] if isinstance(out, tuple) else out)
+    )
+    ids = pipe.tokenizer(
+        ["a red fox"],
+        padding="max_length",
+        max_length=pipe.tokenizer.model_max_length,
+        return_tensors="pt",
+    ).input_ids
+    with torch.no_grad():
+        encoder(ids)
+        handle.remove()
+        norm = getattr(encoder, "text_model", encoder).final_layer_norm
+        reference = norm(captured["h"])
+        shim = encode_text(pipe, ["a red fox"], "cpu", clip_skip=1)
+    assert torch.equal(shim, reference)
+    # and it is not simply the last layer's output
+    with torch.no_grad():
+        last = encoder(ids).last_hidden_state
+    assert not torch.allclose(shim, last)
+
+
+def test_cancel_stops_at_the_next_step_and_writes_nothing(app, image, tmp_path):
+    runtime = Runtime(Loader("demo", app), app)
+    steps: list[int] = []
+    out = tmp_path / "out" / "video.mp4"
+    with pytest.raises(CancelledError):
+        runtime.generate(
+            settings(steps=10),
+            image,
+            out,
+            lambda stage, done, total: steps.append(done) if stage == "denoise" else None,
+            cancelled=lambda: len(steps) >= 2,
+        )
+    assert steps == [1, 2]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"height": 100}, "height=100 is not a multiple of 64; try height=128"),
+        ({"frames": 500}, "frames=500 is out of range"),
+        ({"steps": "many"}, "steps='many' is not a whole number"),
+        ({"guidance": 0.5}, "guidance=0.5 is out of range"),
+        ({"scheduler": "plms"}, "scheduler 'plms' is unknown; known: ddim, dpm++, euler"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_value(change, message):
+    with pytest.raises(RequestError) as error:
+        request.make("demo", "preview", **change)
+    assert message in str(error.value)
+
+
+def test_quality_warnings_follow_the_seed_notes():
+    warnings = request.quality_warnings(request.make("i2vgen-xl", "entry", guidance=12))
+    assert any("below 50 DDIM steps" in w for w in warnings)
+    assert any("oversaturates" in w for w in warnings)
+    assert request.quality_warnings(request.make("i2vgen-xl", "entry", steps=50)) == []
