@@ -110,6 +110,67 @@ def generate(
         raise Exit(f"generate: {error}", code=2) from error
 
 
+@task(
+    help={
+        "model": "model to benchmark (default: demo)",
+        "random-weights": "build the full-size architecture with random weights (no download)",
+        "image": "input image (default: a generated gradient)",
+        "height": "frame height", "width": "frame width", "frames": "frames",
+        "steps": "denoising steps", "seed": "random seed",
+        "dtype": "the tuned run's dtype (default: by device)", "device": "cpu or cuda:N",
+    }
+)  # fmt: skip
+def bench(
+    c: Context,
+    model: str = "demo",
+    random_weights: bool = False,
+    image: str | None = None,
+    height: int = 256,
+    width: int = 256,
+    frames: int = 8,
+    steps: int = 10,
+    seed: int = 0,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> None:
+    """Stock diffusers vs i2vkit's runtime on the same job, as ratios."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from runtime import commands
+
+    try:
+        commands.bench(
+            _settings(c, model=model), Path(image) if image else None, random_weights,
+            dict(height=height, width=width, frames=frames, steps=steps, seed=seed),
+            dtype, device, Console(),
+        )  # fmt: skip
+    except I2VKitError as error:
+        raise Exit(f"bench: {error}", code=2) from error
+
+
+@task(
+    help={
+        "model": "model to calibrate (default: settings' model)",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "cpu or cuda:N",
+    }
+)
+def calibrate(
+    c: Context, model: str | None = None, dtype: str | None = None, device: str | None = None
+) -> None:
+    """Measure the model's peak memory and save the planner's profile for this host."""
+    from rich.console import Console
+
+    from runtime import commands
+
+    try:
+        commands.calibrate(_settings(c, model=model), dtype, device, Console())
+    except I2VKitError as error:
+        raise Exit(f"calibrate: {error}", code=2) from error
+
+
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run the test suite (the default tier: no GPU needed)."""
@@ -138,4 +199,4 @@ def fix(c: Context) -> None:
     c.run(f"{py} -m ruff format {' '.join(LINT_PATHS)}")
 
 
-ns = Collection(doctor, generate, test, check, fix)
+ns = Collection(doctor, generate, bench, calibrate, test, check, fix)

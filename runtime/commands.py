@@ -83,3 +83,47 @@ def summarize(result: Result, console: Any) -> None:
         f"{result.estimate.peak / GIB:.2f} GiB; {result.estimate.source.split(':')[0]})"
         + ("; retried after out-of-memory with decode_chunk=1" if result.retried else "")
     )
+
+
+def gradient(height: int, width: int) -> Any:
+    """A deterministic test picture, so `invoke bench` needs no input file."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1)
+    return Image.fromarray(rgb.astype("uint8"))
+
+
+def bench(
+    app: AppSettings,
+    image: Path | None,
+    random_weights: bool,
+    overrides: dict[str, Any],
+    dtype: str | None,
+    device: str | None,
+    console: Any,
+) -> dict[str, Any]:
+    from runtime import bench as b
+
+    s = request.make(app.model, "preview", prompt="a boat sails at sunset", **overrides)
+    picture = load_image(image) if image else gradient(s.height, s.width)
+    with console.status(f"benchmarking {app.model}: stock, then i2vkit ..."):
+        result = b.run(app, app.model, s, picture, random_weights, device, dtype)
+    b.render(result, console)
+    return result
+
+
+def calibrate(app: AppSettings, dtype: str | None, device: str | None, console: Any) -> Any:
+    from runtime import calibrate as cal
+
+    with console.status(f"calibrating {app.model} at {len(cal.SIZES)} sizes ..."):
+        profile = cal.calibrate(app, gradient(256, 256), device, dtype)
+    path = cal.save(profile, app.home)
+    console.print(
+        f"{profile.model} on {profile.device} ({profile.dtype}): weights "
+        f"{profile.weights_bytes / GIB:.2f} GiB, {profile.unet_bytes_per_position:g} B per latent "
+        f"position, {profile.vae_bytes_per_pixel:g} B per decoded pixel, fixed "
+        f"{profile.fixed_bytes / GIB:.2f} GiB; saved to {path}"
+    )
+    return profile

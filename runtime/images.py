@@ -25,6 +25,7 @@ def load_image(source: Path | bytes, name: str = "image") -> Any:
             data = Path(source).read_bytes()
         except OSError as error:
             raise RequestError(f"cannot read {name}: {error.strerror}") from error
+    kind = None
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
@@ -48,7 +49,7 @@ def load_image(source: Path | bytes, name: str = "image") -> Any:
         ) from error
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
-        image = image.point(lambda v: v / 256).convert("L")
+        image = image.convert("I").point(lambda v: v / 256).convert("L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGB", image.size, (255, 255, 255))
         rgba = image.convert("RGBA")

@@ -87,7 +87,7 @@ def model_folder(model: Model, settings: Settings) -> Path:
         ) from error
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     # Their per-file loading bars and deprecation notes drown i2vkit's own progress; errors
     # still surface as exceptions.
     import diffusers
@@ -112,7 +112,7 @@ def _dtype_keyword() -> str:
 def load(model: Model, settings: Settings, device: str | None, dtype: str | None) -> Loaded:
     from diffusers import DiffusionPipeline
 
-    _quiet_libraries()
+    quiet_libraries()
     started = time.perf_counter()
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)

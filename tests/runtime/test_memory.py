@@ -118,7 +118,7 @@ def test_the_runtime_refuses_before_running_when_cpu_memory_is_short(
     runtime = Runtime(Loader("demo", app), app)
     loaded = runtime.setup()
     profile = planner.profile_for("demo", loaded.device, loaded.dtype, app.home)
-    job = request.make("demo", "preview", height=1536, width=1536, frames=64)
+    job = request.make("demo", "preview", height=1536, width=1536, frames=64, decode_chunk=64)
     free, _ = planner.device_memory(loaded.device)
     assert planner.estimate(job, profile).peak > free or pytest.skip("this host has the memory")
     with pytest.raises(WontFitError):

@@ -1,0 +1,159 @@
+"""`invoke bench`: the same job through stock diffusers and through i2vkit's tuned runtime, in
+one run, same seed, size, frames and steps; per-step and end-to-end time, peak memory, the
+ratios, and how far each run is from the FLOP floor (job FLOPs / measured matmul rate).
+
+Stock is what a new user writes from the diffusers docs: fp32 `from_pretrained`, `.to(device)`,
+the default call. Under transformers 5 that call raises AttributeError (clip_skip reaches
+`text_encoder.text_model`), so stock gets the one-line alias every such user needs, nothing more.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from i2vkit.settings import Settings as AppSettings
+from runtime import fullsize, request
+from runtime.generation import FAMILIES, Job
+from runtime.loader import choose_device, choose_dtype, model_folder, quiet_libraries, torch_dtype
+from runtime.measure import PeakMemory
+
+
+@dataclass
+class Run:
+    name: str
+    dtype: str
+    seconds: float  # end to end, model already loaded
+    step_seconds: float  # median UNet step (CFG batch)
+    peak_bytes: int
+
+
+class StepTimer:
+    """Times each UNet forward with hooks on the real module (the same for both runs)."""
+
+    def __init__(self, unet: Any, device: str) -> None:
+        self.times: list[float] = []
+        self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        self._start = 0.0
+        self.handles = [
+            unet.register_forward_pre_hook(self._before),
+            unet.register_forward_hook(self._after),
+        ]
+
+    def _before(self, *_: Any) -> None:
+        self.sync()
+        self._start = time.perf_counter()
+
+    def _after(self, *_: Any) -> None:
+        self.sync()
+        self.times.append(time.perf_counter() - self._start)
+
+    def median(self) -> float:
+        ordered = sorted(self.times)
+        return ordered[len(ordered) // 2] if ordered else 0.0
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _pipeline(app: AppSettings, model: str, random_weights: bool, device: str) -> Any:
+    from diffusers import DiffusionPipeline
+
+    from runtime import catalogue
+
+    entry = catalogue.model(model)
+    if random_weights and not entry.local:
+        if entry.family != "i2vgen-xl":
+            raise NotImplementedError("--random-weights is built for i2vgen-xl")
+        return fullsize.build_i2vgen_xl(device)
+    pipe = DiffusionPipeline.from_pretrained(model_folder(entry, app))  # fp32, as the docs do
+    return pipe.to(device)
+
+
+def _measure(name: str, dtype: str, device: str, unet: Any, call: Any) -> Run:
+    call(warmup=True)  # first call pays for kernel selection and allocator growth
+    timer = StepTimer(unet, device)
+    with PeakMemory(device) as peak:
+        start = time.perf_counter()
+        call(warmup=False)
+        seconds = time.perf_counter() - start
+    timer.close()
+    return Run(name, dtype, seconds, timer.median(), peak.peak)
+
+
+def run(
+    app: AppSettings,
+    model: str,
+    s: request.Settings,
+    image: Any,
+    random_weights: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> dict[str, Any]:
+    quiet_libraries()
+    device = choose_device(device)
+    tuned_dtype = choose_dtype(device, dtype)
+    pipe = _pipeline(app, model, random_weights, device)
+    pipe.set_progress_bar_config(disable=True)
+    text = pipe.text_encoder
+    if text is not None and not hasattr(text, "text_model"):  # the transformers-5 alias
+        object.__setattr__(
+            text, "text_model", SimpleNamespace(final_layer_norm=text.final_layer_norm)
+        )
+    flops = fullsize.job_flops(pipe, s)
+
+    def stock(warmup: bool) -> None:
+        pipe(
+            prompt=s.prompt, image=image, height=s.height, width=s.width, num_frames=s.frames,
+            num_inference_steps=1 if warmup else s.steps,
+            generator=torch.Generator("cpu").manual_seed(s.seed), output_type="np",
+        )  # fmt: skip
+
+    runs = [_measure("stock", "fp32", device, pipe.unet, stock)]
+    pipe.to(dtype=torch_dtype(tuned_dtype))
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+    def tuned(warmup: bool) -> None:
+        job_settings = s.replace(steps=1) if warmup else s
+        FAMILIES["i2vgen-xl"](pipe, Job(job_settings, image))
+
+    runs.append(_measure("i2vkit", tuned_dtype, device, pipe.unet, tuned))
+    rate = fullsize.matmul_rate(device, torch_dtype(tuned_dtype))
+    return {
+        "model": model, "device": device, "settings": s, "flops": flops, "matmul_rate": rate,
+        "floor_seconds": flops["total"] / rate, "runs": runs,
+    }  # fmt: skip
+
+
+def render(result: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    gib, floor = 1024**3, result["floor_seconds"]
+    s = result["settings"]
+    table = Table(
+        "run", "dtype", "s/step", "end-to-end s", "peak GiB", "x floor",
+        title=f"{result['model']} on {result['device']}: {s.height}x{s.width}, {s.frames} frames,"
+        f" {s.steps} steps, seed {s.seed}",
+    )  # fmt: skip
+    for r in result["runs"]:
+        table.add_row(r.name, r.dtype, f"{r.step_seconds:.3f}", f"{r.seconds:.2f}",
+                      f"{r.peak_bytes / gib:.2f}", f"{r.seconds / floor:.1f}")  # fmt: skip
+    console.print(table)
+    stock, tuned = result["runs"]
+    console.print(
+        f"i2vkit vs stock: {stock.seconds / tuned.seconds:.2f}x faster end to end, "
+        f"{stock.step_seconds / max(tuned.step_seconds, 1e-9):.2f}x per step; peak memory "
+        f"i2vkit/stock {tuned.peak_bytes / max(stock.peak_bytes, 1):.2f}"
+    )
+    console.print(
+        f"job: {result['flops']['total'] / 1e12:.1f} TFLOP; measured matmul rate "
+        f"{result['matmul_rate'] / 1e12:.2f} TFLOP/s ({tuned.dtype}); floor {floor:.2f} s"
+    )
