@@ -118,6 +118,7 @@ def generate(
         "height": "frame height", "width": "frame width", "frames": "frames",
         "steps": "denoising steps", "seed": "random seed",
         "dtype": "the tuned run's dtype (default: by device)", "device": "cpu or cuda:N",
+        "repeat": "timed runs of each (the median is reported; default 3)",
     }
 )  # fmt: skip
 def bench(
@@ -132,6 +133,7 @@ def bench(
     seed: int = 0,
     dtype: str | None = None,
     device: str | None = None,
+    repeat: int = 3,
 ) -> None:
     """Stock diffusers vs i2vkit's runtime on the same job, as ratios."""
     from pathlib import Path
@@ -144,7 +146,7 @@ def bench(
         commands.bench(
             _settings(c, model=model), Path(image) if image else None, random_weights,
             dict(height=height, width=width, frames=frames, steps=steps, seed=seed),
-            dtype, device, Console(),
+            dtype, device, Console(), repeat,
         )  # fmt: skip
     except I2VKitError as error:
         raise Exit(f"bench: {error}", code=2) from error

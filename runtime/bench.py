@@ -76,15 +76,21 @@ def _pipeline(app: AppSettings, model: str, random_weights: bool, device: str) -
     return pipe.to(device)
 
 
-def _measure(name: str, dtype: str, device: str, unet: Any, call: Any) -> Run:
-    call(warmup=True)  # first call pays for kernel selection and allocator growth
-    timer = StepTimer(unet, device)
-    with PeakMemory(device) as peak:
-        start = time.perf_counter()
-        call(warmup=False)
-        seconds = time.perf_counter() - start
-    timer.close()
-    return Run(name, dtype, seconds, timer.median(), peak.peak)
+def _measure(name: str, dtype: str, device: str, unet: Any, call: Any, repeat: int) -> Run:
+    """Median of `repeat` timed runs after one warm-up (kernel selection, allocator growth)."""
+    call(warmup=True)
+    runs = []
+    for _ in range(repeat):
+        timer = StepTimer(unet, device)
+        with PeakMemory(device) as peak:
+            start = time.perf_counter()
+            call(warmup=False)
+            seconds = time.perf_counter() - start
+        timer.close()
+        runs.append(Run(name, dtype, seconds, timer.median(), peak.peak))
+    runs.sort(key=lambda r: r.seconds)
+    median = runs[len(runs) // 2]
+    return Run(name, dtype, median.seconds, median.step_seconds, max(r.peak_bytes for r in runs))
 
 
 def run(
@@ -95,6 +101,7 @@ def run(
     random_weights: bool = False,
     device: str | None = None,
     dtype: str | None = None,
+    repeat: int = 3,
 ) -> dict[str, Any]:
     quiet_libraries()
     device = choose_device(device)
@@ -115,7 +122,7 @@ def run(
             generator=torch.Generator("cpu").manual_seed(s.seed), output_type="np",
         )  # fmt: skip
 
-    runs = [_measure("stock", "fp32", device, pipe.unet, stock)]
+    runs = [_measure("stock", "fp32", device, pipe.unet, stock, repeat)]
     pipe.to(dtype=torch_dtype(tuned_dtype))
     gc.collect()
     if device.startswith("cuda"):
@@ -125,11 +132,11 @@ def run(
         job_settings = s.replace(steps=1) if warmup else s
         FAMILIES["i2vgen-xl"](pipe, Job(job_settings, image))
 
-    runs.append(_measure("i2vkit", tuned_dtype, device, pipe.unet, tuned))
+    runs.append(_measure("i2vkit", tuned_dtype, device, pipe.unet, tuned, repeat))
     rate = fullsize.matmul_rate(device, torch_dtype(tuned_dtype))
     return {
         "model": model, "device": device, "settings": s, "flops": flops, "matmul_rate": rate,
-        "floor_seconds": flops["total"] / rate, "runs": runs,
+        "floor_seconds": flops["total"] / rate, "runs": runs, "repeat": repeat,
     }  # fmt: skip
 
 
@@ -141,7 +148,7 @@ def render(result: dict[str, Any], console: Any) -> None:
     table = Table(
         "run", "dtype", "s/step", "end-to-end s", "peak GiB", "x floor",
         title=f"{result['model']} on {result['device']}: {s.height}x{s.width}, {s.frames} frames,"
-        f" {s.steps} steps, seed {s.seed}",
+        f" {s.steps} steps, seed {s.seed}; median of {result['repeat']}",
     )  # fmt: skip
     for r in result["runs"]:
         table.add_row(r.name, r.dtype, f"{r.step_seconds:.3f}", f"{r.seconds:.2f}",

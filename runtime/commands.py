@@ -103,13 +103,14 @@ def bench(
     dtype: str | None,
     device: str | None,
     console: Any,
+    repeat: int = 3,
 ) -> dict[str, Any]:
     from runtime import bench as b
 
     s = request.make(app.model, "preview", prompt="a boat sails at sunset", **overrides)
     picture = load_image(image) if image else gradient(s.height, s.width)
     with console.status(f"benchmarking {app.model}: stock, then i2vkit ..."):
-        result = b.run(app, app.model, s, picture, random_weights, device, dtype)
+        result = b.run(app, app.model, s, picture, random_weights, device, dtype, repeat)
     b.render(result, console)
     return result
 
