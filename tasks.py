@@ -173,6 +173,57 @@ def calibrate(
         raise Exit(f"calibrate: {error}", code=2) from error
 
 
+@task(
+    help={
+        "model": "model to serve (default: settings' model)",
+        "host": "address to bind (default 127.0.0.1; others need --token or --insecure)",
+        "port": "port (default 7860)",
+        "preset": "the page's default preset (default: preview)",
+        "queue-size": "jobs queued or running before 429 (default 16)",
+        "token": "API token (default: $I2VKIT_TOKEN)",
+        "insecure": "allow binding beyond loopback without a token",
+        "stay-on-failure": "stay up as FAILED when the model does not load (default: exit 1)",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "one device (cpu, cuda:1); default: a worker per GPU",
+        "retention-hours": "delete finished jobs' files after this long (default 24)",
+        "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
+    }
+)
+def serve(
+    c: Context,
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    preset: str = "preview",
+    queue_size: int = 16,
+    token: str | None = None,
+    insecure: bool = False,
+    stay_on_failure: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
+    retention_hours: float = 24.0,
+    interrupted: str = "retry",
+) -> None:
+    """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
+    from runtime.serve import main
+    from runtime.service import ServeConfig
+
+    app = _settings(c, model=model)
+    try:
+        config = ServeConfig(
+            app=app, model=app.model, host=host, port=int(port), preset=preset,
+            queue_size=int(queue_size), token=token or os.environ.get("I2VKIT_TOKEN") or None,
+            insecure=insecure, stay_on_failure=stay_on_failure, dtype=dtype,
+            devices=(device,) if device else (), retention_hours=float(retention_hours),
+            interrupted=interrupted, startup_hook=os.environ.get("I2VKIT_STARTUP_HOOK"),
+        )  # fmt: skip
+        code = main(config)
+    except I2VKitError as error:
+        raise Exit(f"serve: {error}", code=2) from error
+    if code:
+        raise Exit(code=code)
+
+
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run the test suite (the default tier: no GPU needed)."""
@@ -201,4 +252,4 @@ def fix(c: Context) -> None:
     c.run(f"{py} -m ruff format {' '.join(LINT_PATHS)}")
 
 
-ns = Collection(doctor, generate, bench, calibrate, test, check, fix)
+ns = Collection(doctor, generate, bench, calibrate, serve, test, check, fix)

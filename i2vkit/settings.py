@@ -41,6 +41,14 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("HF_HOME", "hub_cache", "Hugging Face home; the hub cache is $HF_HOME/hub"),
     EnvVar("XDG_CACHE_HOME", "hub_cache", "base of the default HF cache (~/.cache)"),
     EnvVar("XDG_DATA_HOME", "home", "base of the default i2vkit home (~/.local/share)"),
+    EnvVar("I2VKIT_TOKEN", None, "API token `invoke serve` requires (off loopback it must be set)"),
+    EnvVar(
+        "I2VKIT_STARTUP_HOOK",
+        None,
+        "`module:function` `invoke serve` calls with each loaded runtime (custom processors, "
+        "compile flags, fault injection in tests)",
+    ),
+    EnvVar("HF_TOKEN", None, "Hugging Face token for gated models; read by huggingface_hub"),
 )
 
 

@@ -1,0 +1,250 @@
+"""The job store: a bounded queue persisted in SQLite, so no accepted job is lost to a crash.
+
+A job is committed (row and input image on disk) before the API answers 202. At start-up, jobs a
+crash interrupted mid-run are requeued or failed by policy; outputs are written atomically and
+only served for succeeded jobs, so a partial video is never served. Ids are 128-bit random
+(unguessable) and every path is derived from a validated id, never from a request.
+
+SQLite from the standard library rather than a queue server: it is the embedded default, one
+file, crash-safe with WAL and synchronous=FULL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from i2vkit.errors import I2VKitError
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    cause TEXT,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created);
+"""
+
+
+class QueueFullError(I2VKitError, RuntimeError):
+    def __init__(self, size: int, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the queue is full ({size} jobs); retry in {retry_after} s")
+
+
+class JobNotFoundError(I2VKitError, KeyError):
+    def __str__(self) -> str:
+        return "no such job"
+
+
+@dataclass
+class Progress:
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    step_times: list[float] = field(default_factory=list)
+
+    def eta(self) -> float | None:
+        if self.stage != "denoise" or len(self.step_times) < 2:
+            return None
+        per_step = (self.step_times[-1] - self.step_times[0]) / (len(self.step_times) - 1)
+        return round(per_step * (self.total - self.step), 1)
+
+
+@dataclass
+class Job:
+    id: str
+    status: str
+    settings: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+    attempts: int
+    cancel: bool
+    error: str | None
+    cause: str | None
+    result: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        data = dict(row)
+        data["settings"] = json.loads(data["settings"])
+        data["result"] = json.loads(data["result"]) if data["result"] else None
+        data["cancel"] = bool(data["cancel"])
+        return cls(**data)
+
+
+class JobStore:
+    """Thread-safe: the API's event loop and the worker threads share one store."""
+
+    def __init__(self, folder: Path, queue_size: int) -> None:
+        self.folder = folder
+        self.queue_size = queue_size
+        for sub in ("inputs", "outputs"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            folder / "jobs.db", check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an accepted job survives power loss
+        self._db.executescript(SCHEMA)
+        self.progress: dict[str, Progress] = {}  # live progress of running jobs, in memory
+        self.wake = threading.Condition(self._lock)
+
+    # paths: derived from a checked id only
+    def input_path(self, job_id: str) -> Path:
+        return self.folder / "inputs" / f"{check_id(job_id)}.png"
+
+    def output_path(self, job_id: str) -> Path:
+        return self.folder / "outputs" / f"{check_id(job_id)}.mp4"
+
+    def _one(self, sql: str, *args: Any) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def depth(self) -> int:
+        return int(self._one("SELECT count(*) FROM jobs WHERE status IN ('queued','running')")[0])
+
+    def submit(self, settings: dict[str, Any], image: Any, retry_after: int) -> Job:
+        """Persist a new job (image first, then the row) or raise QueueFullError."""
+        job_id = secrets.token_urlsafe(16)
+        with self._lock:
+            if self.depth() >= self.queue_size:
+                raise QueueFullError(self.queue_size, retry_after)
+            path = self.input_path(job_id)
+            tmp = path.with_suffix(".tmp")
+            image.save(tmp, format="PNG")
+            tmp.replace(path)
+            self._db.execute(
+                "INSERT INTO jobs (id, status, settings, created) VALUES (?, 'queued', ?, ?)",
+                (job_id, json.dumps(settings), time.time()),
+            )
+            self.wake.notify_all()
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        row = self._one("SELECT * FROM jobs WHERE id = ?", check_id(job_id))
+        if row is None:
+            raise JobNotFoundError(job_id)
+        return Job.from_row(row)
+
+    def recent(self, limit: int = 20) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [Job.from_row(r) for r in rows]
+
+    def claim(self) -> Job | None:
+        """The oldest queued job, now running; None when the queue is empty."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "UPDATE jobs SET status='running', started=?, attempts=attempts+1 WHERE id=?",
+                (time.time(), row["id"]),
+            )
+            self.progress[row["id"]] = Progress()
+            return self.get(row["id"])
+
+    def update_progress(self, job_id: str, stage: str, step: int, total: int) -> None:
+        progress = self.progress.setdefault(job_id, Progress())
+        if stage != progress.stage:
+            progress.step_times = []
+        progress.stage, progress.step, progress.total = stage, step, total
+        progress.step_times.append(time.monotonic())
+
+    def finish(
+        self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
+        error: str | None = None, cause: str | None = None,
+    ) -> None:  # fmt: skip
+        assert status in FINAL
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status=?, finished=?, result=?, error=?, cause=? WHERE id=?",
+                (status, time.time(), json.dumps(result) if result else None, error, cause,
+                 job_id),
+            )  # fmt: skip
+            self.progress.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job is cancelled now; a running one at its next step (the worker sees the
+        flag); a finished one is left as it is."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status == "queued":
+                self.finish(job_id, "cancelled", error="cancelled before it started")
+            elif job.status == "running":
+                self._db.execute("UPDATE jobs SET cancel=1 WHERE id=?", (job_id,))
+            return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self._one("SELECT cancel FROM jobs WHERE id=?", job_id)[0])
+
+    def recover(self, policy: str, max_attempts: int) -> list[str]:
+        """After a crash: jobs left 'running' are requeued (policy 'retry', while attempts
+        remain) or failed. Their partial outputs are removed. Returns their ids."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, attempts FROM jobs WHERE status='running'"
+            ).fetchall()
+            for row in rows:
+                self.output_path(row["id"]).unlink(missing_ok=True)
+                if policy == "retry" and row["attempts"] < max_attempts:
+                    self._db.execute("UPDATE jobs SET status='queued' WHERE id=?", (row["id"],))
+                else:
+                    self.finish(row["id"], "failed", error="interrupted by a server restart",
+                                cause="interrupted")  # fmt: skip
+            for stray in (self.folder / "outputs").glob(".*"):  # a temp file a crash left
+                stray.unlink(missing_ok=True)
+        return [r["id"] for r in rows]
+
+    def sweep(self, retention_seconds: float) -> int:
+        """Delete finished jobs (rows, inputs, outputs) older than the retention."""
+        cutoff = time.time() - retention_seconds
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status IN ('succeeded','failed','cancelled') "
+                "AND finished < ?",
+                (cutoff,),
+            ).fetchall()
+            for row in rows:
+                self.input_path(row["id"]).unlink(missing_ok=True)
+                self.output_path(row["id"]).unlink(missing_ok=True)
+                self._db.execute("DELETE FROM jobs WHERE id=?", (row["id"],))
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def check_id(job_id: str) -> str:
+    if not ID.match(job_id):
+        raise JobNotFoundError(job_id)
+    return job_id

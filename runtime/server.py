@@ -1,0 +1,278 @@
+"""The HTTP API (FastAPI; OpenAPI at /openapi.json), versioned under /v1, and the web page.
+
+Every request is checked before it is accepted: auth, upload size, the image, every setting's
+bounds, and the memory planner. Accepted jobs are persisted before the 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from i2vkit.errors import I2VKitError
+from runtime import catalogue, planner, request
+from runtime.errors import RequestError, WontFitError
+from runtime.images import load_image
+from runtime.jobs import FINAL, Job, JobNotFoundError, QueueFullError
+from runtime.service import ServeConfig, Service
+
+PAGE = Path(__file__).with_name("web") / "index.html"
+COOKIE = "i2vkit_token"
+
+
+def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
+    service = service or Service.create(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()  # loads in the background: /healthz answers STARTING meanwhile
+        yield
+        service.stop()
+
+    app = FastAPI(title="i2vkit", version="1", lifespan=lifespan)
+    app.state.service = service
+
+    @app.middleware("http")
+    async def limit_upload(req: Request, call_next: Any) -> Response:
+        length = req.headers.get("content-length", "")
+        if length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
+            return _error(413, f"upload is over {config.max_upload_bytes // 2**20} MiB")
+        return await call_next(req)
+
+    @app.exception_handler(I2VKitError)
+    async def known_error(_req: Request, error: I2VKitError) -> JSONResponse:
+        return _error(_status(error), str(error), **_extra(error))
+
+    _routes(app, service, config)
+    return app
+
+
+def _status(error: I2VKitError) -> int:
+    if isinstance(error, JobNotFoundError):
+        return 404
+    if isinstance(error, QueueFullError):
+        return 429
+    return 422
+
+
+def _extra(error: I2VKitError) -> dict[str, Any]:
+    if isinstance(error, WontFitError):
+        return {"fits": list(error.fits)}
+    if isinstance(error, QueueFullError):
+        return {"headers": {"Retry-After": str(error.retry_after)}}
+    return {}
+
+
+def _error(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
+    def authorize(req: Request) -> None:
+        if not config.token:
+            return
+        header = req.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else req.cookies.get(COOKIE, "")
+        if not given or not hmac.compare_digest(given.encode(), config.token.encode()):
+            raise HTTPException(401, "an API token is required", {"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(authorize)]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Alive: the process answers. The body says the state and, when FAILED, why."""
+        return {"state": service.health, "reason": service.reason}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Ready to take work: 200 when READY or BUSY, 503 while STARTING or FAILED."""
+        ok = service.health in ("READY", "BUSY")
+        return JSONResponse({"state": service.health, "reason": service.reason},
+                            status_code=200 if ok else 503)  # fmt: skip
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @app.post("/v1/login", include_in_schema=False)
+    def login(token: Annotated[str, Form(max_length=512)]) -> JSONResponse:
+        if not config.token or not hmac.compare_digest(token.encode(), config.token.encode()):
+            raise HTTPException(401, "wrong token")
+        response = JSONResponse({"ok": True})
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/v1/info", dependencies=auth)
+    def info() -> dict[str, Any]:
+        return service.info()
+
+    @app.get("/v1/presets", dependencies=auth)
+    def presets() -> list[dict[str, Any]]:
+        return _presets(service, config)
+
+    @app.post("/v1/jobs", status_code=202, dependencies=auth)
+    async def submit(
+        image: Annotated[UploadFile, File(description="the first frame: PNG, JPEG, WebP, ...")],
+        prompt: Annotated[str, Form(max_length=2000)] = "",
+        negative_prompt: Annotated[str, Form(max_length=2000)] = "",
+        preset: Annotated[str, Form(max_length=32)] = config.preset,
+        height: Annotated[int | None, Form()] = None,
+        width: Annotated[int | None, Form()] = None,
+        frames: Annotated[int | None, Form()] = None,
+        steps: Annotated[int | None, Form()] = None,
+        guidance: Annotated[float | None, Form()] = None,
+        fps: Annotated[int | None, Form()] = None,
+        seed: Annotated[int | None, Form()] = None,
+        decode_chunk: Annotated[int | None, Form()] = None,
+        scheduler: Annotated[str | None, Form(max_length=16)] = None,
+    ) -> dict[str, Any]:
+        """Queue a job. 202 with its id and URLs; 422 when a setting, the image or the memory
+        planner refuses it (with settings that would fit); 429 with Retry-After when full."""
+        if service.health not in ("READY", "BUSY"):
+            raise HTTPException(503, f"not ready: {service.health}", {"Retry-After": "5"})
+        s = request.make(
+            config.model, preset, prompt=prompt, negative_prompt=negative_prompt, height=height,
+            width=width, frames=frames, steps=steps, guidance=guidance, fps=fps, seed=seed,
+            decode_chunk=decode_chunk, scheduler=scheduler,
+        )  # fmt: skip
+        data = await image.read(config.max_upload_bytes + 1)
+        if len(data) > config.max_upload_bytes:
+            raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
+        picture = await asyncio.to_thread(load_image, data, image.filename or "image")
+        service.runtimes[0].plan(s)
+        job = service.store.submit(vars(s), picture, _retry_after(service))
+        service.metrics.queue_depth.set(service.store.depth())
+        return _view(service, job)
+
+    @app.get("/v1/jobs", dependencies=auth)
+    def recent(limit: int = 20) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 200:
+            raise RequestError(f"limit={limit} is out of range; allowed: 1 to 200")
+        return [_view(service, job) for job in service.store.recent(limit)]
+
+    @app.get("/v1/jobs/{job_id}", dependencies=auth)
+    def status(job_id: str) -> dict[str, Any]:
+        return _view(service, service.store.get(job_id))
+
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, dependencies=auth)
+    def cancel(job_id: str) -> dict[str, Any]:
+        """Cancel a queued job now, a running one at its next denoising step."""
+        return _view(service, service.store.cancel(job_id))
+
+    @app.get("/v1/jobs/{job_id}/events", dependencies=auth)
+    async def events(job_id: str) -> StreamingResponse:
+        """Server-sent events: `progress` while the job is queued or runs, then `done`."""
+        service.store.get(job_id)  # 404 before the stream starts
+        return StreamingResponse(_stream(service, job_id), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+    @app.get("/v1/jobs/{job_id}/video", dependencies=auth, response_class=FileResponse)
+    def video(job_id: str) -> FileResponse:
+        """The mp4 of a succeeded job; HTTP range requests work (a browser can seek)."""
+        job = service.store.get(job_id)
+        path = service.store.output_path(job_id)
+        if job.status != "succeeded" or not path.exists():
+            raise HTTPException(404, f"no video: the job is {job.status}")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/metrics", dependencies=auth, include_in_schema=False)
+    def metrics() -> Response:
+        _device_memory(service)
+        service.metrics.queue_depth.set(service.store.depth())
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _retry_after(service: Service) -> int:
+    done = [j for j in service.store.recent(20) if j.status == "succeeded" and j.result]
+    if not done:
+        return 10
+    mean = sum(j.result["seconds"]["total"] for j in done if j.result) / len(done)
+    return max(1, int(mean * service.store.depth() / max(1, len(service.workers))))
+
+
+def _view(service: Service, job: Job) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.id}"
+    view: dict[str, Any] = {
+        "id": job.id,
+        "status": job.status,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "settings": job.settings,
+        "error": job.error,
+        "cause": job.cause,
+        "urls": {
+            "self": base,
+            "events": f"{base}/events",
+            "cancel": f"{base}/cancel",
+            "video": f"{base}/video" if job.status == "succeeded" else None,
+        },
+    }
+    progress = service.store.progress.get(job.id)
+    if progress:
+        view["progress"] = {
+            "stage": progress.stage,
+            "step": progress.step,
+            "total": progress.total,
+            "eta_seconds": progress.eta(),
+        }
+    if job.result:
+        view["result"] = {k: v for k, v in job.result.items() if k != "settings"}
+    return view
+
+
+async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
+    last, idle = None, 0.0
+    while True:
+        job = service.store.get(job_id)
+        view = _view(service, job)
+        snapshot = json.dumps(view, sort_keys=True)
+        if snapshot != last:
+            kind = "done" if job.status in FINAL else "progress"
+            yield f"event: {kind}\ndata: {snapshot}\n\n"
+            last, idle = snapshot, 0.0
+            if kind == "done":
+                return
+        elif idle > 15:
+            yield ": keep-alive\n\n"
+            idle = 0.0
+        await asyncio.sleep(0.2)
+        idle += 0.2
+
+
+def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
+    """Every preset with whether it fits the device the jobs run on, and why."""
+    out = []
+    runtime = service.runtimes[0] if service.runtimes else None
+    loaded = runtime.loader.get() if runtime else None
+    for p in catalogue.presets():
+        fields = ("name", "height", "width", "frames", "steps")
+        entry: dict[str, Any] = {k: getattr(p, k) for k in fields}
+        entry["fits"], entry["reason"] = True, ""
+        if loaded and runtime:
+            try:
+                runtime.plan(request.make(config.model, p.name))
+            except WontFitError as error:
+                entry["fits"], entry["reason"] = False, str(error)
+        entry["default"] = p.name == config.preset
+        out.append(entry)
+    return out
+
+
+def _device_memory(service: Service) -> None:
+    for runtime in service.runtimes:
+        device = runtime.loader.get().device
+        free, total = planner.device_memory(device)
+        service.metrics.gpu_memory.labels(device, "free").set(free)
+        service.metrics.gpu_memory.labels(device, "total").set(total)

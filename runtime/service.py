@@ -1,0 +1,175 @@
+"""The server's state and lifecycle, apart from HTTP: configuration, the safety rules for
+binding, loading and warming the model per device, the workers, and the health state
+(STARTING, READY, BUSY, FAILED with its reason), cog-style."""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from i2vkit.errors import ConfigError
+from i2vkit.settings import Settings as AppSettings
+from runtime import request
+from runtime.engine import Runtime
+from runtime.jobs import JobStore
+from runtime.loader import Loader
+from runtime.metrics import Metrics
+from runtime.worker import Worker, busy
+
+log = logging.getLogger("i2vkit.server")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    app: AppSettings
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 7860
+    preset: str = "preview"  # the page's default preset
+    queue_size: int = 16
+    token: str | None = None
+    insecure: bool = False
+    stay_on_failure: bool = False  # stay up as FAILED instead of exiting non-zero
+    devices: tuple[str, ...] = ()  # () = every CUDA GPU, else the CPU
+    dtype: str | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+    retention_hours: float = 24.0
+    interrupted: str = "retry"  # or "fail": what a restart does with a job a crash interrupted
+    max_attempts: int = 2
+    warmup: bool = True
+    startup_hook: str | None = None  # "module:function", called with each loaded Runtime
+
+    @property
+    def folder(self) -> Path:
+        return self.app.home / "server"
+
+
+def check_binding(host: str, token: str | None, insecure: bool) -> None:
+    """Loopback by default; anything else needs a token unless --insecure says otherwise."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError as error:
+        raise ConfigError(f"host {host!r} is not an IP address or 'localhost'") from error
+    if not loopback and not token and not insecure:
+        raise ConfigError(
+            f"binding {host} exposes the server beyond this machine: give an API token "
+            "(--token or I2VKIT_TOKEN) or, knowingly, --insecure"
+        )
+
+
+def _devices(config: ServeConfig) -> tuple[str, ...]:
+    if config.devices:
+        return config.devices
+    import torch
+
+    if torch.cuda.is_available():
+        return tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    return ("cpu",)
+
+
+@dataclass
+class Service:
+    config: ServeConfig
+    store: JobStore
+    metrics: Metrics = field(default_factory=Metrics)
+    runtimes: list[Runtime] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    state: str = "STARTING"
+    reason: str | None = None
+    on_failure: Callable[[], None] = lambda: None  # asks the HTTP server to exit
+
+    @classmethod
+    def create(cls, config: ServeConfig) -> Service:
+        store = JobStore(config.folder, config.queue_size)
+        requeued = store.recover(config.interrupted, config.max_attempts)
+        if requeued:
+            log.warning("recovered %d job(s) a restart interrupted: %s", len(requeued), requeued)
+        swept = store.sweep(config.retention_hours * 3600)
+        if swept:
+            log.info("removed %d job(s) older than %g h", swept, config.retention_hours)
+        return cls(config, store)
+
+    @property
+    def health(self) -> str:
+        if self.state == "READY" and busy(self.workers):
+            return "BUSY"
+        return self.state
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._load, name="i2vkit-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load(self) -> None:
+        try:
+            for device in _devices(self.config):
+                loader = Loader(self.config.model, self.config.app, device, self.config.dtype)
+                runtime = Runtime(loader, self.config.app)
+                loaded = runtime.setup()
+                log.info("loaded %s on %s (%s) in %.1f s", self.config.model, loaded.device,
+                         loaded.dtype, loaded.seconds)  # fmt: skip
+                if self.config.startup_hook:
+                    _call_hook(self.config.startup_hook, runtime)
+                if self.config.warmup:
+                    self._warm(runtime)
+                self.runtimes.append(runtime)
+        except Exception as error:  # any failure to load is the server's FAILED reason
+            self.state, self.reason = "FAILED", f"{type(error).__name__}: {error}"
+            log.error("model %s failed to load: %s", self.config.model, self.reason)
+            if not self.config.stay_on_failure:
+                self.on_failure()
+            return
+        for i, runtime in enumerate(self.runtimes):
+            worker = Worker(runtime, self.store, self.metrics, f"worker-{i}")
+            worker.start()
+            self.workers.append(worker)
+        self.state = "READY"
+        log.info("READY: %d worker(s), queue size %d", len(self.workers), self.config.queue_size)
+
+    def _warm(self, runtime: Runtime) -> None:
+        """One tiny job, so the first user's job does not pay for kernel selection."""
+        from runtime.commands import gradient
+
+        s = request.make(self.config.model, "preview", height=64, width=64, frames=2, steps=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = runtime.generate(s, gradient(64, 64), Path(tmp) / "warmup.mp4")
+        log.info("warm-up took %.2f s", result.seconds["total"])
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join(timeout=5)
+        self.store.close()
+
+    def info(self) -> dict[str, Any]:
+        first = self.runtimes[0].loader if self.runtimes else None
+        loaded = first._loaded if first else None
+        return {
+            "model": self.config.model,
+            "state": self.health,
+            "reason": self.reason,
+            "loads": sum(r.loader.loads for r in self.runtimes),
+            "devices": [r.loader.get().device for r in self.runtimes],
+            "dtype": loaded.dtype if loaded else None,
+            "queue": {"depth": self.store.depth(), "size": self.config.queue_size},
+            "workers": len(self.workers),
+        }
+
+
+def _call_hook(spec: str, runtime: Runtime) -> None:
+    """Run a user's `module:function(runtime)` after loading: custom attention processors,
+    compile flags, or a test's fault injection on the real modules."""
+    module_name, _, function = spec.partition(":")
+    if not function:
+        raise ConfigError(f"startup hook {spec!r} is not 'module:function'")
+    getattr(importlib.import_module(module_name), function)(runtime)
