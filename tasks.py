@@ -187,6 +187,7 @@ def calibrate(
         "device": "one device (cpu, cuda:1); default: a worker per GPU",
         "retention-hours": "delete finished jobs' files after this long (default 24)",
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
+        "max-upload-mb": "largest image upload accepted (default 20)",
     }
 )
 def serve(
@@ -203,6 +204,7 @@ def serve(
     device: str | None = None,
     retention_hours: float = 24.0,
     interrupted: str = "retry",
+    max_upload_mb: float = 20.0,
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     from runtime.serve import main
@@ -216,6 +218,7 @@ def serve(
             insecure=insecure, stay_on_failure=stay_on_failure, dtype=dtype,
             devices=(device,) if device else (), retention_hours=float(retention_hours),
             interrupted=interrupted, startup_hook=os.environ.get("I2VKIT_STARTUP_HOOK"),
+            max_upload_bytes=int(float(max_upload_mb) * 2**20),
         )  # fmt: skip
         code = main(config)
     except I2VKitError as error:

@@ -12,6 +12,7 @@ file, crash-safe with WAL and synchronous=FULL.
 from __future__ import annotations
 
 import json
+import queue
 import re
 import secrets
 import sqlite3
@@ -64,6 +65,10 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     step_times: list[float] = field(default_factory=list)
 
+    def snapshot(self) -> dict[str, Any]:
+        return {"stage": self.stage, "step": self.step, "total": self.total,
+                "eta_seconds": self.eta()}  # fmt: skip
+
     def eta(self) -> float | None:
         if self.stage != "denoise" or len(self.step_times) < 2:
             return None
@@ -112,6 +117,8 @@ class JobStore:
         self._db.executescript(SCHEMA)
         self.progress: dict[str, Progress] = {}  # live progress of running jobs, in memory
         self.wake = threading.Condition(self._lock)
+        # event-stream subscribers per job: every change is pushed, so no step is missed
+        self._subscribers: dict[str, list[queue.SimpleQueue[dict[str, Any] | None]]] = {}
 
     # paths: derived from a checked id only
     def input_path(self, job_id: str) -> Path:
@@ -170,6 +177,7 @@ class JobStore:
                 (time.time(), row["id"]),
             )
             self.progress[row["id"]] = Progress()
+            self._publish(row["id"], None)
             return self.get(row["id"])
 
     def update_progress(self, job_id: str, stage: str, step: int, total: int) -> None:
@@ -178,6 +186,27 @@ class JobStore:
             progress.step_times = []
         progress.stage, progress.step, progress.total = stage, step, total
         progress.step_times.append(time.monotonic())
+        self._publish(job_id, progress.snapshot())
+
+    def subscribe(self, job_id: str) -> queue.SimpleQueue[dict[str, Any] | None]:
+        """A queue that receives the job's progress snapshots, and None when it changes state."""
+        q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        with self._lock:
+            self._subscribers.setdefault(check_id(job_id), []).append(q)
+        return q
+
+    def unsubscribe(self, job_id: str, q: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+        with self._lock:
+            subscribers = self._subscribers.get(job_id, [])
+            if q in subscribers:
+                subscribers.remove(q)
+            if not subscribers:
+                self._subscribers.pop(job_id, None)
+
+    def _publish(self, job_id: str, snapshot: dict[str, Any] | None) -> None:
+        with self._lock:
+            for q in self._subscribers.get(job_id, []):
+                q.put(snapshot)
 
     def finish(
         self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
@@ -191,6 +220,7 @@ class JobStore:
                  job_id),
             )  # fmt: skip
             self.progress.pop(job_id, None)
+            self._publish(job_id, None)
 
     def cancel(self, job_id: str) -> Job:
         """A queued job is cancelled now; a running one at its next step (the worker sees the

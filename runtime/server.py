@@ -4,11 +4,12 @@ Every request is checked before it is accepted: auth, upload size, the image, ev
 bounds, and the memory planner. Accepted jobs are persisted before the 202.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI resolves the route signatures'
+# annotations, and the form fields' bounds are locals of `_routes`.
 import asyncio
 import hmac
 import json
+import queue
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -121,20 +122,25 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
     def presets() -> list[dict[str, Any]]:
         return _presets(service, config)
 
+    lim = catalogue.limits()
+    size = {"ge": lim.size_min, "le": lim.size_max, "multiple_of": lim.size_multiple}
+
     @app.post("/v1/jobs", status_code=202, dependencies=auth)
     async def submit(
         image: Annotated[UploadFile, File(description="the first frame: PNG, JPEG, WebP, ...")],
-        prompt: Annotated[str, Form(max_length=2000)] = "",
-        negative_prompt: Annotated[str, Form(max_length=2000)] = "",
+        prompt: Annotated[str, Form(max_length=lim.prompt_max_chars)] = "",
+        negative_prompt: Annotated[str, Form(max_length=lim.prompt_max_chars)] = "",
         preset: Annotated[str, Form(max_length=32)] = config.preset,
-        height: Annotated[int | None, Form()] = None,
-        width: Annotated[int | None, Form()] = None,
-        frames: Annotated[int | None, Form()] = None,
-        steps: Annotated[int | None, Form()] = None,
-        guidance: Annotated[float | None, Form()] = None,
-        fps: Annotated[int | None, Form()] = None,
-        seed: Annotated[int | None, Form()] = None,
-        decode_chunk: Annotated[int | None, Form()] = None,
+        height: Annotated[int | None, Form(**size)] = None,
+        width: Annotated[int | None, Form(**size)] = None,
+        frames: Annotated[int | None, Form(ge=lim.frames_min, le=lim.frames_max)] = None,
+        steps: Annotated[int | None, Form(ge=lim.steps_min, le=lim.steps_max)] = None,
+        guidance: Annotated[float | None, Form(ge=lim.guidance_min, le=lim.guidance_max)] = None,
+        fps: Annotated[int | None, Form(ge=lim.fps_min, le=lim.fps_max)] = None,
+        seed: Annotated[int | None, Form(ge=0, le=lim.seed_max)] = None,
+        decode_chunk: Annotated[
+            int | None, Form(ge=lim.decode_chunk_min, le=lim.decode_chunk_max)
+        ] = None,
         scheduler: Annotated[str | None, Form(max_length=16)] = None,
     ) -> dict[str, Any]:
         """Queue a job. 202 with its id and URLs; 422 when a setting, the image or the memory
@@ -233,22 +239,28 @@ def _view(service: Service, job: Job) -> dict[str, Any]:
 
 
 async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
-    last, idle = None, 0.0
-    while True:
-        job = service.store.get(job_id)
+    """Push every change: the worker publishes each step to this stream's queue."""
+    store = service.store
+    changes = store.subscribe(job_id)
+    try:
+        job = store.get(job_id)
         view = _view(service, job)
-        snapshot = json.dumps(view, sort_keys=True)
-        if snapshot != last:
+        while True:
             kind = "done" if job.status in FINAL else "progress"
-            yield f"event: {kind}\ndata: {snapshot}\n\n"
-            last, idle = snapshot, 0.0
+            yield f"event: {kind}\ndata: {json.dumps(view, sort_keys=True)}\n\n"
             if kind == "done":
                 return
-        elif idle > 15:
-            yield ": keep-alive\n\n"
-            idle = 0.0
-        await asyncio.sleep(0.2)
-        idle += 0.2
+            try:
+                snapshot = await asyncio.to_thread(changes.get, True, 15.0)
+            except queue.Empty:
+                yield ": keep-alive\n\n"
+                continue
+            job = store.get(job_id)
+            view = _view(service, job)
+            if snapshot is not None and job.status == "running":
+                view["progress"] = snapshot  # exactly this step, even if the job moved on
+    finally:
+        store.unsubscribe(job_id, changes)
 
 
 def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:

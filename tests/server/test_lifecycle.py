@@ -1,0 +1,118 @@
+"""Server lifecycle on real processes: overload, crash and restart, binding safety, load
+failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+import httpx
+
+from tests.conftest import run_invoke
+from tests.server.helpers import submit, wait
+
+
+def test_a_full_queue_answers_429_and_every_accepted_job_finishes(start_server):
+    server = start_server("--queue-size", "3")
+    accepted, refused = [], []
+    for i in range(8):
+        response = submit(server.url, steps="8", seed=str(i))
+        (accepted if response.status_code == 202 else refused).append(response)
+    assert len(accepted) >= 3 and refused
+    for response in refused:
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "queue is full" in response.json()["detail"]
+    for response in accepted:
+        assert wait(server.url, response.json()["id"])["status"] == "succeeded"
+
+
+def test_kill_9_mid_queue_loses_no_accepted_job_and_serves_no_partial_video(start_server):
+    server = start_server("--queue-size", "8")
+    ids = [submit(server.url, steps="40", frames="8", seed=str(i)).json()["id"] for i in range(3)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the first job is mid-run
+        job = httpx.get(f"{server.url}/v1/jobs/{ids[0]}").json()
+        if job.get("progress", {}).get("step", 0) >= 3:
+            break
+        time.sleep(0.05)
+    server.kill(signal.SIGKILL)
+    outputs = server.home / "server" / "outputs"
+    assert not (outputs / f"{ids[0]}.mp4").exists()  # the interrupted job left no final file
+    with sqlite3.connect(server.home / "server" / "jobs.db") as db:
+        statuses = dict(db.execute("SELECT id, status FROM jobs").fetchall())
+    assert statuses[ids[0]] == "running" and {statuses[i] for i in ids[1:]} == {"queued"}
+
+    again = start_server("--queue-size", "8")
+    assert again.home == server.home
+    for job_id in ids:
+        job = wait(again.url, job_id, timeout=180)
+        assert job["status"] == "succeeded", job
+        video = httpx.get(f"{again.url}/v1/jobs/{job_id}/video")
+        assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    assert not [p for p in outputs.iterdir() if p.name.startswith(".")]
+    assert "recovered 1 job(s)" in again.log.read_text()
+
+
+def test_interrupted_jobs_fail_by_policy(start_server):
+    server = start_server()
+    job_id = submit(server.url, steps="150", frames="8").json()["id"]
+    while httpx.get(f"{server.url}/v1/jobs/{job_id}").json()["status"] != "running":
+        time.sleep(0.05)
+    server.kill(signal.SIGKILL)
+    again = start_server("--interrupted", "fail")
+    job = httpx.get(f"{again.url}/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["cause"] == "interrupted"
+
+
+def test_binding_beyond_loopback_needs_a_token(start_server, fresh_home):
+    refused = run_invoke("serve", "--model", "demo", "--host", "0.0.0.0", "--port", "1",
+                         env={"I2VKIT_HOME": str(fresh_home)})  # fmt: skip
+    assert refused.returncode == 2
+    assert "--token" in refused.stderr and "--insecure" in refused.stderr
+
+    server = start_server(host="0.0.0.0", env={"I2VKIT_TOKEN": "s3cret-token"})
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # health stays open
+    assert submit(server.url).status_code == 401
+    assert httpx.get(f"{server.url}/v1/jobs").status_code == 401
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert httpx.get(f"{server.url}/v1/jobs", headers=wrong).status_code == 401
+    good = {"Authorization": "Bearer s3cret-token"}
+    job = submit(server.url, headers=good)
+    assert job.status_code == 202
+    assert wait(server.url, job.json()["id"], headers=good)["status"] == "succeeded"
+    login = httpx.post(f"{server.url}/v1/login", data={"token": "s3cret-token"})
+    assert login.status_code == 200
+    cookie = login.cookies.get("i2vkit_token")
+    assert httpx.get(f"{server.url}/v1/jobs", cookies={"i2vkit_token": cookie}).status_code == 200
+    assert "s3cret-token" not in server.log.read_text()
+
+
+def test_a_model_that_fails_to_load_exits_non_zero_with_the_reason(start_server, fresh_home):
+    (fresh_home / "models" / "demo" / "unet" / "config.json").write_text("{broken")
+    server = start_server(wait=False)
+    assert server.proc.wait(timeout=90) == 1
+    log = server.log.read_text()
+    assert "failed to load" in log and "exiting" in log
+
+
+def test_or_stays_up_as_failed_by_flag(start_server, fresh_home):
+    (fresh_home / "models" / "demo" / "unet" / "config.json").write_text("{broken")
+    server = start_server("--stay-on-failure", wait=False)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{server.url}/healthz", timeout=1).json()
+            if health["state"] == "FAILED":
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    assert health["state"] == "FAILED" and health["reason"]
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    assert submit(server.url).status_code == 503
+    assert server.proc.poll() is None
+    os.kill(server.proc.pid, signal.SIGTERM)
