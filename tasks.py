@@ -49,6 +49,38 @@ def doctor(c: Context, json: bool = False, model: str | None = None) -> None:
 
 
 @task(
+    name="mirrors",
+    help={
+        "probe": "measure every mirror now, in parallel (at most ~3 s); winner per kind",
+        "show": "print the exact pip, uv, conda, HF, Docker and apt configuration for a mirror "
+        "(a name, or 'auto' to probe first)",
+        "json": "print the data as JSON (schema i2vkit.mirrors/1)",
+        "variant": "torch wheel variant for torch URLs, e.g. cu126 (default: cu126)",
+    },
+)
+def mirrors_task(
+    c: Context,
+    probe: bool = False,
+    show: str | None = None,
+    json: bool = False,
+    variant: str | None = None,
+) -> None:
+    """List the mirror catalogue, probe it, or show one mirror's configuration."""
+    from mirrors import commands
+
+    try:
+        commands.run(
+            dict(c.config.get("mirrors", {})),
+            probe_now=probe,
+            show=show,
+            as_json=json,
+            variant=variant,
+        )
+    except I2VKitError as error:
+        raise Exit(f"mirrors: {error}", code=2) from error
+
+
+@task(
     help={
         "image": "input image (PNG, JPEG, WebP, ...)",
         "prompt": "what should happen in the video",
@@ -255,4 +287,4 @@ def fix(c: Context) -> None:
     c.run(f"{py} -m ruff format {' '.join(LINT_PATHS)}")
 
 
-ns = Collection(doctor, generate, bench, calibrate, serve, test, check, fix)
+ns = Collection(doctor, mirrors_task, generate, bench, calibrate, serve, test, check, fix)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -53,8 +55,40 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     async def known_error(_req: Request, error: I2VKitError) -> JSONResponse:
         return _error(_status(error), str(error), **_extra(error))
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_req: Request, error: RequestValidationError) -> JSONResponse:
+        # the same sentences as the CLI's, not pydantic's: the value, then what would do
+        problems = [_sentence(e) for e in error.errors()]
+        return _error(422, "; ".join(problems), errors=jsonable_encoder(error.errors()))
+
     _routes(app, service, config)
     return app
+
+
+def _sentence(e: dict[str, Any]) -> str:
+    name = str(e["loc"][-1]) if e.get("loc") else "request"
+    value, ctx, kind = e.get("input"), e.get("ctx") or {}, e.get("type", "")
+    if kind == "multiple_of":
+        k = int(ctx["multiple_of"])
+        near = max(k, round(float(value or 0) / k) * k)
+        return f"{name}={value} is not a multiple of {k}; try {name}={near}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        lim = catalogue.limits()
+        bounds = {"frames": (lim.frames_min, lim.frames_max), "steps": (lim.steps_min,
+                  lim.steps_max), "height": (lim.size_min, lim.size_max),
+                  "width": (lim.size_min, lim.size_max), "fps": (lim.fps_min, lim.fps_max),
+                  "guidance": (lim.guidance_min, lim.guidance_max),
+                  "decode_chunk": (lim.decode_chunk_min, lim.decode_chunk_max),
+                  "seed": (0, lim.seed_max)}  # fmt: skip
+        low, high = bounds.get(name, (ctx.get("ge", "?"), ctx.get("le", "?")))
+        return f"{name}={value} is out of range; allowed: {low:g} to {high:g}"
+    if kind in ("int_parsing", "int_from_float"):
+        return f"{name}={value!r} is not a whole number"
+    if kind == "float_parsing":
+        return f"{name}={value!r} is not a number"
+    if kind == "missing":
+        return f"{name} is required"
+    return f"{name}: {e.get('msg', 'invalid')}"
 
 
 def _status(error: I2VKitError) -> int:

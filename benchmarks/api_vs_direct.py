@@ -1,0 +1,135 @@
+"""One job through the HTTP API vs the same job called directly in Python, in one run; then
+the status-polling rate the server sustains while a job runs, and what polling costs the job.
+
+    python benchmarks/api_vs_direct.py [--steps 10] [--repeat 3] [--poll-seconds 10]
+
+Direct: `Runtime.generate` in this process (model loaded and warmed first). API: `invoke serve`
+in a child process; the time from POST to the `done` event. Both medians of --repeat runs,
+measured one after the other so they never share the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from i2vkit.settings import resolve  # noqa: E402
+from runtime import request  # noqa: E402
+from runtime.commands import gradient  # noqa: E402
+from runtime.engine import Runtime  # noqa: E402
+from runtime.loader import Loader  # noqa: E402
+from tests.server.conftest import Server  # noqa: E402
+
+
+def direct(home: Path, s: request.Settings, repeat: int) -> float:
+    app = resolve({"home": str(home)}, {}, {})
+    runtime = Runtime(Loader(s.model, app), app)
+    image = gradient(s.height, s.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime.generate(s.replace(steps=1), image, Path(tmp) / "warm.mp4")
+        times = []
+        for i in range(repeat):
+            start = time.perf_counter()
+            runtime.generate(s, image, Path(tmp) / f"{i}.mp4")
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def via_api(url: str, s: request.Settings, png: bytes) -> float:
+    fields = {k: str(getattr(s, k)) for k in ("height", "width", "frames", "steps", "seed")}
+    start = time.perf_counter()
+    job = httpx.post(f"{url}/v1/jobs", data=fields, files={"image": ("in.png", png)}).json()
+    with httpx.stream("GET", f"{url}/v1/jobs/{job['id']}/events", timeout=600) as events:
+        for line in events.iter_lines():
+            if line.startswith("event: done"):
+                break
+    return time.perf_counter() - start
+
+
+def poll(url: str, job_id: str, seconds: float, clients: int) -> float:
+    count = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        with httpx.Client() as c:
+            while time.monotonic() < stop:
+                c.get(f"{url}/v1/jobs/{job_id}").raise_for_status()
+                count[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(count) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--poll-seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    from runtime import demo
+
+    s = request.make("demo", "preview", steps=args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        demo.save(home / "models" / "demo")
+        direct_s = direct(home, s, args.repeat)
+        buf = __import__("io").BytesIO()
+        gradient(s.height, s.width).save(buf, "PNG")
+        png = buf.getvalue()
+        server = Server(home, "--queue-size", "4").start()
+        try:
+            api_times = [via_api(server.url, s, png) for _ in range(args.repeat)]
+            api_s = statistics.median(api_times)
+            long = s.replace(steps=args.steps * 20)
+            fields = {k: str(getattr(long, k)) for k in ("height", "width", "frames", "steps")}
+            job = httpx.post(f"{server.url}/v1/jobs", data=fields,
+                             files={"image": ("in.png", png)}).json()  # fmt: skip
+            time.sleep(1)
+            rate = poll(server.url, job["id"], args.poll_seconds, args.clients)
+            httpx.post(f"{server.url}/v1/jobs/{job['id']}/cancel")
+            quiet = via_api(server.url, s, png)
+            stop = threading.Event()
+            loaded = []
+
+            def hammer() -> None:
+                with httpx.Client() as c:
+                    while not stop.is_set():
+                        c.get(f"{server.url}/v1/info")
+
+            pollers = [threading.Thread(target=hammer) for _ in range(args.clients)]
+            for t in pollers:
+                t.start()
+            loaded.append(via_api(server.url, s, png))
+            stop.set()
+            for t in pollers:
+                t.join()
+        finally:
+            server.stop()
+    print(json.dumps({
+        "job": f"demo {s.height}x{s.width}, {s.frames} frames, {s.steps} steps",
+        "direct_s": round(direct_s, 3), "api_s": round(api_s, 3),
+        "api_over_direct": round(api_s / direct_s, 3),
+        "status_polls_per_s_during_a_job": round(rate, 1), "clients": args.clients,
+        "job_s_quiet": round(quiet, 3), "job_s_while_polled": round(loaded[0], 3),
+        "polling_slowdown": round(loaded[0] / quiet, 3),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The mirror catalogue: data/mirrors.toml (plus custom mirrors from invoke.yaml) loaded into
+strict, frozen models, checked, and turned into a per-kind choice with its fallbacks.
+
+Assumes nothing about the network: loading and choosing are pure. The catalogue is a value, so
+tests pass their own (pointing at loopback servers) wherever the real one would be used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, Field, ValidationError
+
+from i2vkit.data import StrictModel, load_toml
+from i2vkit.errors import ConfigError, UnknownNameError
+
+DATA = Path(__file__).with_name("data") / "mirrors.toml"
+
+KINDS = ("pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu")
+Kind = Literal["pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu"]
+APT_KINDS = ("debian", "ubuntu")  # apt checks signatures itself: plain http is allowed
+
+
+class Endpoint(StrictModel):
+    url: str
+    source: str = ""  # the page documenting the URL; custom mirrors may leave it out
+
+
+class PypiEndpoint(Endpoint):
+    files: str | None = None  # base of file URLs (for rewriting lockfiles); None: not known
+
+
+class TorchEndpoint(Endpoint):
+    layout: Literal["simple", "find-links"] = "simple"  # PEP 503 index, or a flat page of links
+    variants: tuple[str, ...] = ()
+
+    def for_variant(self, variant: str) -> str:
+        return self.url.replace("{variant}", variant)
+
+
+class CondaEndpoint(Endpoint):
+    custom: str  # base URL for custom_channels (conda-forge, pytorch)
+
+
+class Mirror(StrictModel):
+    title: str = ""
+    site: str = ""
+    pypi: PypiEndpoint | None = None
+    torch: TorchEndpoint | None = None
+    conda: CondaEndpoint | None = None
+    hf: Endpoint | None = None
+    docker: Endpoint | None = None
+    debian: Endpoint | None = None
+    ubuntu: Endpoint | None = None
+
+    def endpoint(self, kind: str, variant: str | None = None) -> Endpoint | None:
+        found: Endpoint | None = getattr(self, kind)
+        if isinstance(found, TorchEndpoint) and variant and variant not in found.variants:
+            return None
+        return found
+
+
+class Gone(StrictModel):
+    mirror: str  # "*" for every mirror
+    kind: str
+    url: str
+    since: str
+    why: str
+    source: str
+
+
+class ProbeTargets(StrictModel):
+    pypi_project: str = "pip"
+    torch_project: str = "torch"
+    torch_variant: str = "cu126"
+    hf_repo: str = "ali-vilab/i2vgen-xl"
+    debian_suite: str = "bookworm"
+    ubuntu_suite: str = "noble"
+    sample_bytes: int = 262144
+
+
+class Catalogue(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: int = Field(1, alias="schema")
+    order: tuple[str, ...]
+    probe: ProbeTargets = ProbeTargets()
+    mirror: dict[str, Mirror]
+    gone: tuple[Gone, ...] = ()
+
+    def get(self, name: str) -> Mirror:
+        if name not in self.mirror:
+            raise UnknownNameError("mirror", name, [*self.mirror, "auto"])
+        return self.mirror[name]
+
+    def gone_for(self, name: str, kind: str) -> Gone | None:
+        return next((g for g in self.gone if g.kind == kind and g.mirror == name), None)
+
+
+def check_url(url: str, kind: str = "") -> str | None:
+    """Why `url` is refused, or None when it is fine: https, or http on loopback (or for apt)."""
+    if any(c.isspace() for c in url):
+        return "it contains whitespace"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        return f"it is malformed ({error})"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "it is not an http(s) URL with a host"
+    if parts.scheme == "http" and kind not in APT_KINDS and not _is_loopback(parts.hostname):
+        return "plain http is allowed only on loopback; use https"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(catalogue: Catalogue, where: str) -> Catalogue:
+    for name, mirror in catalogue.mirror.items():
+        for kind in KINDS:
+            endpoint = mirror.endpoint(kind)
+            if endpoint is None:
+                continue
+            extra = (getattr(endpoint, f, None) for f in ("files", "custom"))
+            urls = [endpoint.url, *(u for u in extra if u)]
+            for url in urls:
+                reason = check_url(url.replace("{variant}", "cpu"), kind)
+                if reason:
+                    raise ConfigError(
+                        f"{where}: mirror {name!r} {kind} URL {url!r} is refused: {reason}"
+                    )
+            if isinstance(endpoint, TorchEndpoint) and "{variant}" not in endpoint.url:
+                raise ConfigError(
+                    f"{where}: mirror {name!r} torch URL {endpoint.url!r} needs a "
+                    "'{variant}' placeholder (e.g. https://host/whl/{variant})"
+                )
+            if catalogue.gone_for(name, kind):
+                raise ConfigError(f"{where}: mirror {name!r} offers {kind}, listed as gone")
+    unknown = [n for n in catalogue.order if n not in catalogue.mirror]
+    if unknown:
+        raise ConfigError(f"{where}: order names unknown mirror {unknown[0]!r}")
+    return catalogue
+
+
+def from_data(raw: Mapping[str, Any], where: str = "catalogue") -> Catalogue:
+    """A catalogue from already-parsed data (tests build theirs pointing at loopback)."""
+    try:
+        return _check(Catalogue.model_validate(raw), where)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']}") from error
+
+
+def load(path: Path = DATA, custom: Mapping[str, Any] | None = None) -> Catalogue:
+    """The catalogue at `path`, with custom mirrors (invoke.yaml's table) added in front."""
+    catalogue = _check(load_toml(path, Catalogue), str(path))
+    if not custom:
+        return catalogue
+    mirrors = dict(catalogue.mirror)
+    for name, raw in custom.items():
+        try:
+            mirrors[str(name)] = Mirror.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"custom mirror {name!r}: {where}: {first['msg']}") from error
+    order = [*custom, *(n for n in catalogue.order if n not in custom)]
+    merged = catalogue.model_copy(update={"mirror": mirrors, "order": tuple(order)})
+    return _check(merged, "invoke.yaml custom mirrors")
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Who serves one kind, and why it is not the mirror asked for (None when it is)."""
+
+    kind: str
+    mirror: str
+    endpoint: Endpoint
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The per-kind choice for one request ('tuna', 'auto', ...) and each kind's failover order."""
+
+    requested: str
+    variant: str
+    picks: Mapping[str, Pick]
+    chains: Mapping[str, tuple[str, ...]]  # mirror names, chosen first
+
+    def url(self, kind: str) -> str:
+        pick = self.picks[kind]
+        if isinstance(pick.endpoint, TorchEndpoint):
+            return pick.endpoint.for_variant(self.variant)
+        return pick.endpoint.url
+
+    @property
+    def notes(self) -> list[str]:
+        return [p.note for p in self.picks.values() if p.note]
+
+
+def _lack_reason(catalogue: Catalogue, name: str, kind: str, variant: str) -> str:
+    gone = catalogue.gone_for(name, kind)
+    if gone:
+        return f"{name} lacks {kind} ({gone.why})"
+    if kind == "torch" and catalogue.mirror[name].torch is not None:
+        return f"{name} has no torch wheels for {variant}"
+    return f"{name} offers no {kind}"
+
+
+def choose(
+    catalogue: Catalogue,
+    name: str,
+    variant: str | None = None,
+    ranking: Mapping[str, Sequence[str]] | None = None,
+) -> Plan:
+    """Pick a mirror per kind. `name` is a mirror or 'auto'; for 'auto', `ranking` gives the
+    probe's order per kind (fastest first). A kind the first choice lacks goes to the next
+    mirror offering it, with a note saying why."""
+    variant = variant or catalogue.probe.torch_variant
+    if name != "auto":
+        catalogue.get(name)  # raises UnknownNameError listing the known names
+    picks: dict[str, Pick] = {}
+    chains: dict[str, tuple[str, ...]] = {}
+    for kind in KINDS:
+        first = [*(ranking or {}).get(kind, ())] if name == "auto" else [name]
+        rest = [n for n in catalogue.order if n not in first]
+        chain = tuple(
+            n for n in [*first, *rest] if catalogue.mirror[n].endpoint(kind, variant) is not None
+        )
+        chains[kind] = chain
+        if not chain:
+            continue
+        endpoint = catalogue.mirror[chain[0]].endpoint(kind, variant)
+        assert endpoint is not None
+        note = None
+        if name == "auto" and not first:
+            note = f"no mirror answered for {kind}; using {chain[0]}"
+        elif name != "auto" and chain[0] != name:
+            note = f"{_lack_reason(catalogue, name, kind, variant)}; using {chain[0]}"
+        picks[kind] = Pick(kind, chain[0], endpoint, note)
+    return Plan(name, variant, picks, chains)

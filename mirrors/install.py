@@ -1,0 +1,203 @@
+"""Install packages into an environment through a mirror, failing over to the next one.
+
+Runs a real `pip install` (or `uv pip install`) against exactly one index at a time, with no
+retries: when the mirror fails for a network reason (refused, DNS, reset, timeout, HTTP 5xx),
+the same install is run again against the next mirror in the plan's chain for that kind. A
+failure that is not the network's (no such version, a conflict) is reported at once: another
+mirror would not fix it. The result says which attempt failed and why, and which file was
+installed from which mirror (pip's --report, uv's request log).
+
+The host's own index configuration is kept out: pip config files are skipped and index
+variables removed from the child's environment, so nothing can add a second index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from i2vkit.errors import ConfigError, I2VKitError
+from mirrors.catalogue import Catalogue, Plan, TorchEndpoint
+from mirrors.rewrite import mirror_of
+
+READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging
+
+_NETWORK = re.compile(
+    r"connection refused|failed to establish a new connection|name or service not known"
+    r"|failed to connect|newconnectionerror|maxretryerror|max retries exceeded"
+    r"|temporary failure in name resolution|nodename nor servname|dns error|failed to lookup"
+    r"|connection (?:reset|aborted|broken)|remotedisconnected|incompleteread|timed? ?out"
+    r"|http error 5\d\d|\b5\d\d (?:server error|bad gateway|service unavailable|gateway timeout)"
+    r"|status(?: code)? 5\d\d|error sending request|connection closed before",
+    re.I,
+)
+_PIP_FETCH = re.compile(r"^\s*Downloading (\S+)", re.M)
+_UV_FETCH = re.compile(r"GET request for: (\S+)")
+_DIST = re.compile(r"\.(?:whl|tar\.gz|zip)$")
+# pip prints "ERROR: ..."; uv prints "error: ...", a cross-mark line, then "Caused by: ...".
+_ERROR_STARTS = ("error", "\N{MULTIPLICATION SIGN}", "caused by")
+_INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
+_UV_INDEX_VARS = ("UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
+
+
+class InstallError(I2VKitError, RuntimeError):
+    """Every mirror in the chain failed, or the install failed for a non-network reason."""
+
+    def __init__(self, result: InstallResult) -> None:
+        self.result = result
+        super().__init__("; ".join(result.summary()))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    mirror: str
+    index_args: tuple[str, ...]
+    ok: bool
+    reason: str | None  # the failing line of the tool's output
+    network: bool  # the failure is the mirror's (worth trying the next one)
+    fetched: tuple[str, ...]  # file URLs the tool downloaded in this attempt
+    seconds: float
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    kind: str
+    tool: str
+    attempts: tuple[Attempt, ...]
+    files: Mapping[str, str]  # installed file name -> mirror it came from
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1].ok
+
+    def summary(self) -> list[str]:
+        lines = []
+        for a in self.attempts:
+            if a.ok:
+                lines.append(f"{self.kind} via {a.mirror}: installed in {a.seconds:.1f} s")
+                continue
+            lost = f"; {len(a.fetched)} file(s) fetched before it, discarded" if a.fetched else ""
+            took = f"failed after {a.seconds:.1f} s"
+            lines.append(f"{self.kind} via {a.mirror}: {took}: {a.reason}{lost}")
+        for before, after in zip(self.attempts, self.attempts[1:], strict=False):
+            lines.append(f"switched {self.kind} from {before.mirror} to {after.mirror}")
+        lines += [f"{name} from {mirror}" for name, mirror in sorted(self.files.items())]
+        return lines
+
+
+def index_args(catalogue: Catalogue, plan: Plan, mirror: str, kind: str) -> list[str]:
+    """The index options that make `mirror` the only source for this step."""
+    endpoint = catalogue.mirror[mirror].endpoint(kind, plan.variant)
+    if endpoint is None:
+        raise ConfigError(f"mirror {mirror!r} offers no {kind}")
+    if not isinstance(endpoint, TorchEndpoint):
+        return ["--index-url", endpoint.url]
+    url = endpoint.for_variant(plan.variant)
+    if endpoint.layout == "simple":
+        return ["--index-url", url]
+    # A flat page lists only torch: its dependencies come from the plan's PyPI mirror.
+    return ["--index-url", plan.url("pypi"), "--find-links", url]
+
+
+def child_env(tool: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    out = {k: v for k, v in (os.environ if env is None else env).items()}
+    for name in (*_INDEX_VARS, *_UV_INDEX_VARS, "UV_FIND_LINKS"):
+        out.pop(name, None)
+    if tool == "pip":
+        out["PIP_CONFIG_FILE"] = os.devnull  # pip then reads no config file at all
+    else:
+        out["UV_HTTP_RETRIES"] = "0"
+    return out
+
+
+def _command(tool: str, python: Path, args: list[str], report: Path) -> list[str]:
+    if tool == "pip":
+        return [
+            sys.executable, "-m", "pip", "--python", str(python), "install",
+            "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
+            "--retries", "0", "--timeout", str(READ_TIMEOUT_S), "--report", str(report), *args,
+        ]  # fmt: skip
+    uv = shutil.which("uv")
+    if uv is None:
+        raise ConfigError("uv is not on PATH; install it (pip install uv) or use tool='pip'")
+    return [uv, "pip", "install", "--python", str(python), "--no-config", "-v", *args]
+
+
+def _fetched(tool: str, output: str, report: Path) -> tuple[str, ...]:
+    if tool == "pip" and report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        return tuple(i["download_info"]["url"] for i in data.get("install", []))
+    pattern = _PIP_FETCH if tool == "pip" else _UV_FETCH
+    urls = [u for u in pattern.findall(output) if _DIST.search(urlsplit(u).path)]
+    return tuple(dict.fromkeys(urls))
+
+
+def _run(tool: str, python: Path, args: list[str], env: dict[str, str], timeout: float):
+    with tempfile.TemporaryDirectory(prefix="i2vkit-install-") as tmp:
+        report = Path(tmp) / "report.json"
+        start = time.monotonic()
+        try:
+            done = subprocess.run(
+                _command(tool, python, args, report), env=env, capture_output=True,
+                text=True, timeout=timeout, check=False,
+            )  # fmt: skip
+            output, code = done.stdout + done.stderr, done.returncode
+        except subprocess.TimeoutExpired as error:
+            # TimeoutExpired carries bytes even under text=True
+            parts = [p.decode(errors="replace") if isinstance(p, bytes) else p or "" for p in
+                     (error.stdout, error.stderr)]  # fmt: skip
+            output, code = "".join(parts) + "\ntimed out", -1
+        return code, output, _fetched(tool, output, report), time.monotonic() - start
+
+
+def install(
+    python: Path,
+    requirements: Sequence[str],
+    catalogue: Catalogue,
+    plan: Plan,
+    kind: str = "pypi",
+    tool: str = "pip",
+    env: Mapping[str, str] | None = None,
+    timeout: float = 1800,
+) -> InstallResult:
+    """Install `requirements` into the environment of `python`, from the plan's mirror for
+    `kind` ('pypi', or 'torch' for the torch step), failing over along the plan's chain.
+    Raises InstallError (carrying the result) when no mirror could do it."""
+    attempts: list[Attempt] = []
+    child = child_env(tool, env)
+    for mirror in plan.chains.get(kind, ()):
+        args = index_args(catalogue, plan, mirror, kind)
+        code, output, fetched, took = _run(tool, python, [*args, *requirements], child, timeout)
+        if code == 0:
+            attempts.append(Attempt(mirror, tuple(args), True, None, False, fetched, took))
+            files = {_name(u): mirror_of(u, catalogue) or mirror for u in fetched}
+            return InstallResult(kind, tool, tuple(attempts), files)
+        line = _failing_line(output)
+        network = bool(_NETWORK.search(output))
+        attempts.append(Attempt(mirror, tuple(args), False, line, network, fetched, took))
+        if not network:
+            break
+    raise InstallError(InstallResult(kind, tool, tuple(attempts), {}))
+
+
+def _name(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _failing_line(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    network = [ln for ln in lines if _NETWORK.search(ln)]
+    errors = [ln for ln in lines if ln.lower().startswith(_ERROR_STARTS)]
+    chosen = (network or errors or lines or ["no output"])[-1]
+    chosen = re.sub(r"^[^\w\[(]+", "", chosen)  # pip/uv draw boxes and arrows before the text
+    return chosen if len(chosen) <= 300 else chosen[:297] + "..."
