@@ -82,6 +82,102 @@ def mirrors_task(
 
 @task(
     help={
+        "mirror": "tuna, aliyun, ustc, sjtu, default, a custom mirror, or auto (probe)",
+        "model": "model whose weights to fetch (default: settings' model)",
+        "backend": "auto (mamba if on PATH, else rattler with a conda lock, else venv), "
+        "mamba, rattler or venv",
+        "cuda": "torch wheel variant: auto (from `invoke doctor`), cpu, cu126, cu129, ...",
+        "prefix": "build the env exactly here (default: $I2VKIT_HOME/envs/default)",
+        "no-weights": "build the env only",
+        "weights-only": "fetch the weights only",
+        "wheelhouse": "a local folder of wheels tried after every mirror "
+        "(default: the host pip's find-links folder, if any)",
+        "dry-run": "print the plan and change nothing (no network unless --mirror auto)",
+        "json": "print the plan and the result as JSON",
+        "lock": "the pip layer's lockfile (default: env/requirements/runtime.txt)",
+    }
+)
+def setup(
+    c: Context,
+    mirror: str | None = None,
+    model: str | None = None,
+    backend: str = "auto",
+    cuda: str = "auto",
+    prefix: str | None = None,
+    no_weights: bool = False,
+    weights_only: bool = False,
+    wheelhouse: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+    lock: str | None = None,
+) -> None:
+    """Build the locked environment (torch for this host's CUDA) and fetch the model."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from env import commands
+    from env.plan import Options
+
+    app = _settings(c, model=model, mirror=mirror)
+    options = Options(
+        mirror=app.mirror, model=app.model, backend=backend, cuda=cuda,
+        prefix=Path(prefix).absolute() if prefix else None, env=not weights_only,
+        weights=not no_weights, wheelhouse=commands.wheelhouse(wheelhouse),
+        custom_mirrors=dict(c.config.get("mirrors", {})),
+        lock=Path(lock).absolute() if lock else None,
+    )  # fmt: skip
+    try:
+        commands.setup(options, app, dry_run, json, Console())
+    except I2VKitError as error:
+        raise Exit(f"setup: {error}", code=2) from error
+
+
+@task(
+    help={
+        "mirror": "solve through this mirror (the lockfiles keep canonical URLs)",
+        "platform": "conda platforms to lock (repeatable; default: the spec's)",
+        "pip-only": "lock only the pip layer (env/requirements/runtime.txt)",
+        "conda-only": "lock only the conda layer (env/conda-lock.yml)",
+    },
+    iterable=["platform"],
+)
+def lock(
+    c: Context,
+    mirror: str | None = None,
+    platform: list[str] | None = None,
+    pip_only: bool = False,
+    conda_only: bool = False,
+) -> None:
+    """Regenerate the lockfiles (pip layer with uv, conda layer with py-rattler)."""
+    from env import lock as locking
+    from mirrors import catalogue as mirror_catalogue
+    from mirrors.commands import plan_for
+
+    app = _settings(c, mirror=mirror)
+    try:
+        catalogue = mirror_catalogue.load(custom=dict(c.config.get("mirrors", {})))
+        plan = plan_for(catalogue, app.mirror)
+        for path in locking.lock(catalogue, plan, not conda_only, not pip_only, platform):
+            print(f"wrote {path}")
+    except I2VKitError as error:
+        raise Exit(f"lock: {error}", code=2) from error
+
+
+def _runtime(c: Context, **flags: object) -> Settings:
+    """Settings for a runtime task, re-running it inside the setup env when needed."""
+    from env.runner import ensure_runtime
+
+    app = _settings(c, **flags)
+    try:
+        ensure_runtime(app)
+    except I2VKitError as error:
+        raise Exit(str(error), code=2) from error
+    return app
+
+
+@task(
+    help={
         "image": "input image (PNG, JPEG, WebP, ...)",
         "prompt": "what should happen in the video",
         "model": "model name from the catalogue (default: settings' model)",
@@ -126,6 +222,7 @@ def generate(
 
     from rich.console import Console
 
+    app = _runtime(c, model=model)  # first: it may re-run this task inside the setup env
     from runtime import commands
 
     overrides = dict(
@@ -135,7 +232,7 @@ def generate(
     )  # fmt: skip
     try:
         commands.generate(
-            _settings(c, model=model), Path(image), Path(out), preset, overrides, dtype, device,
+            app, Path(image), Path(out), preset, overrides, dtype, device,
             Console(),
         )  # fmt: skip
     except I2VKitError as error:
@@ -172,11 +269,12 @@ def bench(
 
     from rich.console import Console
 
+    app = _runtime(c, model=model)
     from runtime import commands
 
     try:
         commands.bench(
-            _settings(c, model=model), Path(image) if image else None, random_weights,
+            app, Path(image) if image else None, random_weights,
             dict(height=height, width=width, frames=frames, steps=steps, seed=seed),
             dtype, device, Console(), repeat,
         )  # fmt: skip
@@ -197,10 +295,11 @@ def calibrate(
     """Measure the model's peak memory and save the planner's profile for this host."""
     from rich.console import Console
 
+    app = _runtime(c, model=model)
     from runtime import commands
 
     try:
-        commands.calibrate(_settings(c, model=model), dtype, device, Console())
+        commands.calibrate(app, dtype, device, Console())
     except I2VKitError as error:
         raise Exit(f"calibrate: {error}", code=2) from error
 
@@ -239,10 +338,10 @@ def serve(
     max_upload_mb: float = 20.0,
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
+    app = _runtime(c, model=model)
     from runtime.serve import main
     from runtime.service import ServeConfig
 
-    app = _settings(c, model=model)
     try:
         config = ServeConfig(
             app=app, model=app.model, host=host, port=int(port), preset=preset,
@@ -287,4 +386,6 @@ def fix(c: Context) -> None:
     c.run(f"{py} -m ruff format {' '.join(LINT_PATHS)}")
 
 
-ns = Collection(doctor, mirrors_task, generate, bench, calibrate, serve, test, check, fix)
+ns = Collection(
+    doctor, mirrors_task, setup, lock, generate, bench, calibrate, serve, test, check, fix
+)

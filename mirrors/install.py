@@ -30,6 +30,7 @@ from i2vkit.errors import ConfigError, I2VKitError
 from mirrors.catalogue import Catalogue, Plan, TorchEndpoint
 from mirrors.rewrite import mirror_of
 
+_LOG_LINE = re.compile(r"^\s*(?:DEBUG|TRACE|INFO)\s")
 READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging
 
 _NETWORK = re.compile(
@@ -183,19 +184,45 @@ def install(
             files = {_name(u): mirror_of(u, catalogue) or mirror for u in fetched}
             return InstallResult(kind, tool, tuple(attempts), files)
         line = _failing_line(output)
-        network = bool(_NETWORK.search(output))
+        network = bool(_NETWORK.search(_diagnostics(output)))
         attempts.append(Attempt(mirror, tuple(args), False, line, network, fetched, took))
         if not network:
             break
     raise InstallError(InstallResult(kind, tool, tuple(attempts), {}))
 
 
+def attempt(
+    python: Path,
+    requirements: Sequence[str],
+    source_args: Sequence[str],
+    label: str,
+    tool: str = "pip",
+    env: Mapping[str, str] | None = None,
+    timeout: float = 1800,
+) -> Attempt:
+    """One install with explicit source options (a local wheelhouse, say), no failover: for
+    sources that are not catalogue mirrors."""
+    code, output, fetched, took = _run(
+        tool, python, [*source_args, *requirements], child_env(tool, env), timeout
+    )
+    if code == 0:
+        return Attempt(label, tuple(source_args), True, None, False, fetched, took)
+    network = bool(_NETWORK.search(_diagnostics(output)))
+    return Attempt(label, tuple(source_args), False, _failing_line(output), network, fetched, took)
+
+
 def _name(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
+def _diagnostics(output: str) -> str:
+    """The tool's output without uv's -v log lines: they state settings ("connect timeout of
+    10s") that would read as network failures."""
+    return "\n".join(ln for ln in output.splitlines() if not _LOG_LINE.match(ln))
+
+
 def _failing_line(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _diagnostics(output).splitlines() if ln.strip()]
     network = [ln for ln in lines if _NETWORK.search(ln)]
     errors = [ln for ln in lines if ln.lower().startswith(_ERROR_STARTS)]
     chosen = (network or errors or lines or ["no output"])[-1]

@@ -69,6 +69,7 @@ class Model(StrictModel):
     guidance: float
     fps: int
     scheduler: str
+    files: tuple[tuple[str, int], ...]  # (path or pattern, expected bytes)
     note: str = ""
 
     @property

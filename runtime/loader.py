@@ -63,13 +63,25 @@ def choose_dtype(device: str, dtype: str | None) -> str:
 
 def model_folder(model: Model, settings: Settings) -> Path:
     """The local folder of the model's files; builds `demo` models on first use."""
-    if model.local:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if model.local:  # fetched by setup from an endpoint that serves it, or built here
+        try:
+            return Path(
+                snapshot_download(
+                    model.repo_id,
+                    revision=model.revision,
+                    cache_dir=settings.hub_cache,
+                    local_files_only=True,
+                )
+            )
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            pass
         folder = settings.home / "models" / model.name
         if not (folder / "model_index.json").exists():
             demo.save(folder, model.family)
         return folder
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return Path(

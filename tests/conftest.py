@@ -66,3 +66,28 @@ def run_invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 1
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local conda-forge stand-in of tiny noarch packages (tests/env/conda_fixtures.py)."""
+    from tests.env.conda_fixtures import build_channel
+
+    return build_channel(tmp_path_factory.mktemp("conda-channel"))
+
+
+@pytest.fixture(scope="session")
+def conda_lockfile(tmp_path_factory: pytest.TempPathFactory, conda_channel: Path) -> Path:
+    """A conda-lock v1 lockfile for linux-64 and linux-aarch64, solved against the local
+    channel as a mirror of conda-forge: it holds canonical conda.anaconda.org URLs."""
+    from env import condalock
+    from tests.env.conda_fixtures import CANONICAL_CF, SPEC
+
+    folder = tmp_path_factory.mktemp("conda-lock")
+    (folder / "environment.yml").write_text(SPEC, encoding="utf-8")
+    return condalock.lock(
+        folder / "environment.yml",
+        out_path=folder / "conda-lock.yml",
+        rules=[(CANONICAL_CF, conda_channel.as_uri())],
+        cache_dir=folder / "repodata-cache",
+    )

@@ -1,0 +1,52 @@
+"""`invoke lock`: regenerate the lockfiles where their indexes are reachable.
+
+The pip layer: `uv pip compile` of i2vkit's own dependencies plus the runtime extra, for every
+platform and Python >= 3.10 at once (--universal), with hashes, torch left out (overrides.txt:
+it comes per CUDA variant from its own index). The conda layer: env/condalock.py's py-rattler
+solve of env/environment.yml. Both keep canonical URLs; a mirror only changes where the solve
+reads from.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from env import condalock
+from env.plan import REQUIREMENTS, ROOT
+from env.venv import uv
+from i2vkit.errors import ConfigError
+from mirrors import rewrite
+from mirrors.catalogue import Catalogue, Plan
+
+
+def lock_pip(plan: Plan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
+    tmp = out.with_suffix(".tmp")
+    done = subprocess.run(
+        [uv(), "pip", "compile", str(ROOT / "pyproject.toml"), "--extra", "runtime",
+         "--universal", "--python-version", "3.10", "--generate-hashes", "--no-header",
+         "--annotation-style", "line", "--override", str(REQUIREMENTS / "overrides.txt"),
+         "--index-url", plan.url("pypi"), "--no-config", "-o", str(tmp)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"locking the pip layer through {plan.url('pypi')} failed: "
+                          f"{done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+    tmp.replace(out)
+    return out
+
+
+def lock_conda(catalogue: Catalogue, plan: Plan, platforms: list[str] | None) -> Path:
+    rules = rewrite.rules(catalogue, plan) if plan.requested != "default" else []
+    return condalock.lock(platforms=platforms or None, rules=rules, catalogue=catalogue)
+
+
+def lock(catalogue: Catalogue, plan: Plan, pip: bool, conda: bool,
+         platforms: list[str] | None) -> list[Path]:  # fmt: skip
+    written = []
+    if pip:
+        written.append(lock_pip(plan))
+    if conda:
+        written.append(lock_conda(catalogue, plan, platforms))
+    return written

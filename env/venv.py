@@ -1,0 +1,109 @@
+"""The venv backend: a relocatable uv venv from this Python, torch for the chosen variant from
+its own wheel index, then the hash-locked pip layer, then i2vkit itself (by path, editable).
+
+uv rather than pip: it installs the same requirement set several times faster (measured in
+docs/benchmarks.md). Every step goes through mirrors.install, which uses one index at a time
+and fails over to the next mirror on a network failure; a local wheelhouse (the host pip's own
+find-links folder, or --wheelhouse) is the last source tried.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from env.plan import ROOT, SetupPlan
+from i2vkit.errors import ConfigError
+from mirrors.catalogue import Catalogue
+from mirrors.install import Attempt, InstallError, InstallResult, attempt, install
+
+
+def uv() -> str:
+    exe = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not Path(exe).exists():
+        raise ConfigError("uv is not installed: pip install uv (it is in i2vkit's light layer)")
+    return exe
+
+
+def python_of(prefix: Path) -> Path:
+    return prefix / "bin" / "python"
+
+
+def create(prefix: Path, python: str) -> Path:
+    """An empty venv at `prefix` whose scripts use relative paths (it may be renamed)."""
+    subprocess.run(
+        [uv(), "venv", "--relocatable", "--quiet", "--python", python, str(prefix)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return python_of(prefix)
+
+
+def _with_wheelhouse(
+    python: Path, requirements: Sequence[str], plan: SetupPlan, catalogue: Catalogue, kind: str
+) -> InstallResult:
+    """Install through the mirror chain; if every mirror failed for network reasons and there
+    is a wheelhouse, try it last (with the plan's PyPI mirror for what it lacks)."""
+    try:
+        return install(python, requirements, catalogue, plan.mirrors, kind=kind, tool="uv")
+    except InstallError as error:
+        failed = error.result
+        if plan.wheelhouse is None or not all(a.network for a in failed.attempts):
+            raise
+    sources = ["--find-links", str(plan.wheelhouse), "--index-url", plan.mirrors.url("pypi")]
+    last: Attempt = attempt(python, requirements, sources, "wheelhouse", tool="uv")
+    if not last.ok and last.network:  # no PyPI mirror either: the wheelhouse alone
+        alone = ["--no-index", "--find-links", str(plan.wheelhouse)]
+        last = attempt(python, requirements, alone, "wheelhouse", tool="uv")
+    result = InstallResult(kind, "uv", (*failed.attempts, last), {})
+    if not last.ok:
+        raise InstallError(result)
+    return InstallResult(kind, "uv", result.attempts, {n: "wheelhouse" for n in last.fetched})
+
+
+def install_torch(python: Path, plan: SetupPlan, catalogue: Catalogue) -> InstallResult:
+    # The local version label (+cpu, +cu126) means only the variant's index can satisfy it:
+    # PyPI's torch of the same version is another build.
+    return _with_wheelhouse(python, [plan.torch], plan, catalogue, "torch")
+
+
+def install_runtime(python: Path, plan: SetupPlan, catalogue: Catalogue) -> InstallResult:
+    # The lock is the whole closure except torch (installed first, with its own dependencies):
+    # --no-deps installs exactly it, every file checked against its hash, instead of asking
+    # for a hash of the torch that accelerate depends on.
+    args = ["--no-deps", "--require-hashes", "-r", str(plan.lock)]
+    return _with_wheelhouse(python, args, plan, catalogue, "pypi")
+
+
+def link_project(python: Path) -> Path:
+    """Put this checkout on the env's path with a .pth file (what an editable install does),
+    so the env runs the code beside it without building a package."""
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    pth = Path(site) / "i2vkit-project.pth"
+    pth.write_text(f"{ROOT}\n", encoding="utf-8")
+    return pth
+
+
+def check(python: Path) -> str:
+    """Every requirement satisfied (`uv pip check`), and the runtime layer imports; returns
+    torch's version."""
+    deps = subprocess.run(
+        [uv(), "pip", "check", "--python", str(python)], capture_output=True, text=True
+    )
+    if deps.returncode != 0:
+        raise ConfigError(f"the new env's requirements conflict: {deps.stdout[-600:]}")
+    code = (
+        "import importlib.metadata as m, importlib.util as u, torch, runtime\n"
+        "if u.find_spec('diffusers'):\n"  # a lock without the runtime layer (tests' small sets)
+        "    import diffusers, transformers, runtime.generation\n"
+        "print(m.version('torch'))"
+    )
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ConfigError(f"the new env does not import the runtime layer: {done.stderr[-600:]}")
+    return done.stdout.strip()

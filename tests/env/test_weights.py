@@ -1,0 +1,86 @@
+"""Weights through a real Hub-protocol server (olah, offline mode, serving a git repo of the
+saved demo model), then loaded by the runtime with HF_HUB_OFFLINE=1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.env.conftest import invoke_config
+from tests.fixtures.olah_hub import OlahHub
+
+pytest.importorskip("torch", reason="building the demo model needs the runtime layer")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    from runtime import demo
+
+    root = tmp_path_factory.mktemp("olah")
+    model = demo.save(root / "model", "i2vgen-xl")
+    server = OlahHub(root / "server", {"i2vkit/demo-i2vgen-xl-tiny": model})
+    yield server
+    server.stop()
+
+
+def test_setup_fetches_the_demo_from_the_hub_and_the_runtime_loads_it_offline(
+    hub, small_sources, setup_env, tmp_path
+):
+    config = invoke_config(tmp_path / "hub.yaml", small_sources["pypi"].url, None, hub.url)
+    env = {**setup_env, "INVOKE_RUNTIME_CONFIG": str(config), "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "setup", "--weights-only", "--model", "demo",
+         "--mirror", "local", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    weights = next(s for s in report["steps"] if s["name"] == "weights")
+    assert weights["source"] == "local"
+    snapshots = list(
+        (tmp_path / "hf" / "hub").glob("models--i2vkit--demo-i2vgen-xl-tiny/snapshots/*")
+    )
+    assert len(snapshots) == 1 and (snapshots[0] / "unet" / "config.json").exists()
+    assert '"GET /api/models/i2vkit/demo-i2vgen-xl-tiny' in hub.log.read_text()
+
+    # the runtime, offline, finds it in the cache (not the locally built fallback) and runs it
+    code = (
+        "from i2vkit.settings import resolve; from runtime.loader import Loader; "
+        "from runtime import request; from runtime.generation import FAMILIES, Job; "
+        "from runtime.commands import gradient; "
+        "app = resolve(); loaded = Loader('demo', app).get(); "
+        "print(loaded.pipe.name_or_path); "
+        "s = request.make('demo', 'preview', height=64, width=64, frames=2, steps=1); "
+        "print(FAMILIES['i2vgen-xl'](loaded.pipe, Job(s, gradient(64, 64))).shape)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    path, shape = run.stdout.strip().splitlines()[-2:]
+    assert str(tmp_path / "hf" / "hub") in path
+    assert shape == "(2, 64, 64, 3)"
+    assert not (tmp_path / "home" / "models" / "demo").exists()  # nothing was built locally
+
+    again = subprocess.run(
+        [sys.executable, "-m", "invoke", "setup", "--weights-only", "--model", "demo",
+         "--mirror", "local"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "up to date" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_gated_or_missing_model_says_what_to_do(hub, small_sources, setup_env, tmp_path):
+    config = invoke_config(tmp_path / "hub.yaml", small_sources["pypi"].url, None, hub.url)
+    env = {**setup_env, "INVOKE_RUNTIME_CONFIG": str(config), "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "setup", "--weights-only", "--model", "svd",
+         "--mirror", "local"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no endpoint could provide stabilityai/stable-video-diffusion-img2vid" in done.stderr
+    assert "local does not serve" in done.stderr
