@@ -2,8 +2,8 @@
 
 Which torch wheel variant fits the driver and GPUs, which tier and presets the host runs, and
 what is missing. Pure functions of a `Host` and the data files: no I/O, so tests feed them any
-host. The tier thresholds live in runtime/data/presets.toml; `fit_presets` is the one function
-that reads them, so the memory planner can replace it.
+host. Which presets fit comes from the memory planner's estimate for the model
+(runtime/planner.py), not from fixed VRAM thresholds.
 """
 
 from __future__ import annotations
@@ -168,8 +168,11 @@ def choose_torch_variant(host: Host, table: TorchVariants) -> Decision:
     return Decision(chosen.name, reason, (*facts, row))
 
 
-def fit_presets(host: Host, presets: tuple[Preset, ...]) -> TierDecision:
-    """Which presets each device runs, and the host's tier (its best device's)."""
+def fit_presets(host: Host, presets: tuple[Preset, ...], model: str = "i2vgen-xl") -> TierDecision:
+    """Which presets each device runs, by the memory planner's estimate for `model` at the
+    device's dtype (bf16 or fp16), and the host's tier (its best device's)."""
+    from runtime import planner
+
     gpus = host.nvidia.gpus
     if not gpus:
         fits = tuple(
@@ -178,41 +181,32 @@ def fit_presets(host: Host, presets: tuple[Preset, ...]) -> TierDecision:
         )
         names = tuple(f.preset for f in fits if f.fits)
         return TierDecision("cpu", "no usable NVIDIA GPU: CPU-only", names, fits)
-    fits_list = []
+    tiers = {p.name: p.tier for p in presets}
+    fits_list: list[PresetFit] = []
     best: tuple[float, Gpu, tuple[str, ...], str] | None = None
     for gpu in gpus:
         gib = gpu.memory_total / GIB
+        dtype = "bf16" if gpu.bf16 else "fp16"
         mine = []
-        for p in presets:
-            ok = gib >= p.min_vram_gib
+        for name, ok, est in planner.preset_fits(model, "cuda", dtype, gpu.memory_total):
             verb = "has" if ok else "has only"
-            fits_list.append(
-                PresetFit(
-                    p.name,
-                    gpu.index,
-                    ok,
-                    f"needs {p.min_vram_gib:g} GiB; GPU {gpu.index} {verb} {gib:.1f} GiB",
-                )
-            )
+            source = est.source.split(":")[0]
+            reason = (f"{model} needs about {est.peak / GIB:.1f} GiB in {dtype} ({source}); "
+                      f"GPU {gpu.index} {verb} {gib:.1f} GiB")  # fmt: skip
+            fits_list.append(PresetFit(name, gpu.index, ok, reason))
             if ok:
-                mine.append(p)
-        tier = mine[-1].tier if mine else "cpu"
+                mine.append(name)
+        tier = tiers[mine[-1]] if mine else "cpu"
         if best is None or gib > best[0]:
-            best = (gib, gpu, tuple(p.name for p in mine), tier)
+            best = (gib, gpu, tuple(mine), tier)
     assert best is not None
     gib, gpu, names, tier = best
     if not names:
-        cpu_names = tuple(p.name for p in presets if p.cpu)
-        reason = (
-            f"the largest GPU ({gpu.name}, {gib:.1f} GiB) is under the smallest preset's "
-            f"{presets[0].min_vram_gib:g} GiB: CPU-only"
-        )
-        return TierDecision("cpu", reason, cpu_names, tuple(fits_list))
-    largest = names[-1]
-    reason = (
-        f"GPU {gpu.index} {gpu.name} has {gib:.1f} GiB, enough for the {largest} preset "
-        f"(>= {next(p.min_vram_gib for p in presets if p.name == largest):g} GiB)"
-    )
+        reason = f"the largest GPU ({gpu.name}, {gib:.1f} GiB) fits no preset of {model}: CPU-only"
+        return TierDecision("cpu", reason, tuple(p.name for p in presets if p.cpu),
+                            tuple(fits_list))  # fmt: skip
+    reason = (f"GPU {gpu.index} {gpu.name} has {gib:.1f} GiB, enough for {model}'s "
+              f"{names[-1]} preset by the memory planner's estimate")  # fmt: skip
     return TierDecision(tier, reason, names, tuple(fits_list))
 
 

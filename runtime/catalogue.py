@@ -21,7 +21,6 @@ class Preset(StrictModel):
     width: int = Field(gt=0, multiple_of=8)
     frames: int = Field(gt=0)
     steps: int = Field(gt=0)
-    min_vram_gib: float = Field(gt=0)
     cpu: bool
     note: str = ""
 
