@@ -49,17 +49,10 @@ def patterns(model: Model) -> list[str]:
 
 def cached(model: Model, app: Settings) -> Path | None:
     """The snapshot folder if every needed file is already in the cache (no network)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from runtime.loader import cached_snapshot
 
-    try:
-        folder = Path(
-            snapshot_download(
-                model.repo_id, revision=model.revision, cache_dir=app.hub_cache,
-                allow_patterns=patterns(model), local_files_only=True,
-            )
-        )  # fmt: skip
-    except (LocalEntryNotFoundError, OSError, ValueError):
+    folder = cached_snapshot(model, app)
+    if folder is None:
         return None
     if model.local:
         return folder if (folder / "model_index.json").exists() else None

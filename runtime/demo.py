@@ -44,6 +44,22 @@ def _tokenizer(folder: Path) -> Any:
     )
 
 
+def _image_encoder(image_size: int, patch_size: int) -> Any:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            intermediate_size=64,
+            patch_size=patch_size,
+        )
+    )
+
+
 def build_i2vgen_xl(seed: int = 0, scratch: Path | None = None) -> Any:
     """A tiny I2VGen-XL pipeline (about 2 M parameters), fp32, on the CPU."""
     import torch
@@ -53,8 +69,6 @@ def build_i2vgen_xl(seed: int = 0, scratch: Path | None = None) -> Any:
         CLIPImageProcessor,
         CLIPTextConfig,
         CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
     )
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,17 +112,7 @@ def build_i2vgen_xl(seed: int = 0, scratch: Path | None = None) -> Any:
             projection_dim=32,
         )
     )
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            intermediate_size=64,
-            patch_size=4,
-        )
-    )
+    image_encoder = _image_encoder(image_size=32, patch_size=4)
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -139,7 +143,7 @@ def build_svd(seed: int = 0) -> Any:
         StableVideoDiffusionPipeline,
         UNetSpatioTemporalConditionModel,
     )
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(
@@ -162,17 +166,8 @@ def build_svd(seed: int = 0) -> Any:
         down_block_types=["DownEncoderBlock2D"] * 4,
         latent_channels=4,
     )
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            projection_dim=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=224,  # the SVD pipeline resizes its conditioning image to 224 itself
-            intermediate_size=64,
-            patch_size=32,
-        )
-    )
+    # the SVD pipeline resizes its conditioning image to 224 itself
+    image_encoder = _image_encoder(image_size=224, patch_size=32)
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,

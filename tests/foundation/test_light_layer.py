@@ -17,7 +17,12 @@ LIGHT_MODULES = [
     "runtime.advice",
     "runtime.doctor",
     "mirrors",
-    "env",
+    "env.setup",
+    "env.weights",
+    "env.commands",
+    "env.lock",
+    "runtime.loader",
+    "runtime.planner",
     "images",
 ]
 
