@@ -92,7 +92,8 @@ def probe_url(catalogue: Catalogue, kind: str, endpoint: Endpoint, variant: str)
         return f"{base}/noarch/repodata.json"
     return {
         "pypi": f"{base}/{t.pypi_project}/",
-        "hf": f"{base}/api/models/{t.hf_repo}",
+        # the revision form is what huggingface_hub itself asks; mirrors (olah) serve it too
+        "hf": f"{base}/api/models/{t.hf_repo}/revision/main",
         "docker": f"{base}/v2/",
         "debian": f"{base}/dists/{t.debian_suite}/Release",
         "ubuntu": f"{base}/dists/{t.ubuntu_suite}/Release",
