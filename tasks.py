@@ -17,7 +17,7 @@ from i2vkit.errors import I2VKitError
 from i2vkit.settings import Settings, resolve
 
 TEST_PATHS = ["tests"]
-LINT_PATHS = ["tasks.py", "i2vkit", "mirrors", "env", "images", "runtime", "tests"]
+LINT_PATHS = ["tasks.py", "i2vkit", "mirrors", "env", "images", "runtime", "tests", "benchmarks"]
 
 
 def _settings(c: Context, **flags: object) -> Settings:
@@ -358,6 +358,80 @@ def serve(
         raise Exit(code=code)
 
 
+@task(
+    name="build-image",
+    help={
+        "mirror": "tuna, aliyun, ustc, sjtu, default, a custom mirror, or auto (probe)",
+        "model": "model baked into the image (default: settings' model)",
+        "cuda": "torch wheel variant: auto (from `invoke doctor`), cpu, cu126, cu129, cu130, cu132",
+        "tag": "image tag (default: i2vkit/<model>:<torch>-<variant>)",
+        "push": "push the tag after the build (log in with `docker login` first)",
+        "dry-run": "print the plan (base, build args, stages, files, size); no engine, no network",
+        "no-weights": "bake no weights (mount an HF cache at run time)",
+        "base": "base image (default: debian:bookworm-slim; the host's driver comes from --gpus)",
+        "json": "print the plan as JSON",
+    },
+)
+def build_image(
+    c: Context,
+    mirror: str | None = None,
+    model: str | None = None,
+    cuda: str = "auto",
+    tag: str | None = None,
+    push: bool = False,
+    dry_run: bool = False,
+    no_weights: bool = False,
+    base: str | None = None,
+    json: bool = False,
+) -> None:
+    """Build the service image (locked env, baked weights, `invoke serve`) through the Docker
+    Engine API."""
+    from rich.console import Console
+
+    from images import commands
+    from images.plan import DEFAULT_BASE
+
+    app = _settings(c, model=model, mirror=mirror)
+    try:
+        commands.build_image(
+            app, app.model, app.mirror, cuda, tag, push, dry_run, no_weights,
+            base or DEFAULT_BASE, dict(c.config.get("mirrors", {})), json, Console(),
+        )  # fmt: skip
+    except I2VKitError as error:
+        raise Exit(f"build-image: {error}", code=2) from error
+
+
+@task(
+    name="run-image",
+    help={
+        "image": "the image tag (as `invoke build-image` printed it)",
+        "port": "host port for the service (default 7860)",
+        "no-gpus": "run without `--gpus all` (CPU only)",
+        "token": "API token (default: $I2VKIT_TOKEN); passed in the environment",
+        "insecure": "serve without a token (the container listens beyond loopback)",
+        "name": "container name",
+    },
+)
+def run_image(
+    c: Context,
+    image: str,
+    port: int = 7860,
+    no_gpus: bool = False,
+    token: str | None = None,
+    insecure: bool = False,
+    name: str | None = None,
+) -> None:
+    """Start a built image detached, with the GPUs and the service port."""
+    from rich.console import Console
+
+    from images import commands
+
+    try:
+        commands.run_image(image, int(port), not no_gpus, token, insecure, name, Console())
+    except I2VKitError as error:
+        raise Exit(f"run-image: {error}", code=2) from error
+
+
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run the test suite (the default tier: no GPU needed)."""
@@ -387,5 +461,6 @@ def fix(c: Context) -> None:
 
 
 ns = Collection(
-    doctor, mirrors_task, setup, lock, generate, bench, calibrate, serve, test, check, fix
-)
+    doctor, mirrors_task, setup, lock, generate, bench, calibrate, serve, build_image, run_image,
+    test, check, fix,
+)  # fmt: skip

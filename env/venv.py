@@ -97,10 +97,12 @@ def check(python: Path) -> str:
     )
     if deps.returncode != 0:
         raise ConfigError(f"the new env's requirements conflict: {deps.stdout[-600:]}")
+    # The third-party runtime layer and the project link, not i2vkit's own runtime modules: an
+    # image's env stage has only the setup code (a code change must not rebuild the env).
     code = (
-        "import importlib.metadata as m, importlib.util as u, torch, runtime\n"
+        "import importlib.metadata as m, importlib.util as u, torch, i2vkit\n"
         "if u.find_spec('diffusers'):\n"  # a lock without the runtime layer (tests' small sets)
-        "    import diffusers, transformers, runtime.generation\n"
+        "    import diffusers, transformers, safetensors, av\n"
         "print(m.version('torch'))"
     )
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)

