@@ -35,3 +35,11 @@ def test_settings_are_frozen_and_every_field_has_a_documented_variable():
     documented = {v.setting for v in ENVIRONMENT}
     assert set(Settings.__dataclass_fields__) <= documented
     assert all(v.doc for v in ENVIRONMENT)
+
+
+def test_the_readme_documents_every_environment_variable():
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [v.name for v in ENVIRONMENT if f"| `{v.name}` |" not in readme]
+    assert not missing, f"README.md's Settings table lacks {missing}"
