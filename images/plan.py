@@ -10,7 +10,6 @@ found is.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import subprocess
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from pydantic import Field
 from i2vkit import __version__
 from i2vkit.data import StrictModel, load_toml
 from i2vkit.errors import UnknownNameError
+from i2vkit.net import is_loopback
 from i2vkit.settings import Settings
 from mirrors import render
 from mirrors.catalogue import Catalogue, Plan, TorchEndpoint, load
@@ -197,13 +197,7 @@ def build_args(mplan: Plan, base: str, model: Any, no_weights: bool, root: Path)
 
 
 def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def _baked(model: Any, variant: str, no_weights: bool, sz: Sizes) -> tuple[Baked, ...]:

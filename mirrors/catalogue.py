@@ -7,7 +7,6 @@ tests pass their own (pointing at loopback servers) wherever the real one would 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from i2vkit.data import StrictModel, load_toml
 from i2vkit.errors import ConfigError, UnknownNameError
+from i2vkit.net import is_loopback
 
 DATA = Path(__file__).with_name("data") / "mirrors.toml"
 
@@ -113,18 +113,9 @@ def check_url(url: str, kind: str = "") -> str | None:
         return f"it is malformed ({error})"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "it is not an http(s) URL with a host"
-    if parts.scheme == "http" and kind not in APT_KINDS and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and kind not in APT_KINDS and not is_loopback(parts.hostname):
         return "plain http is allowed only on loopback; use https"
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check(catalogue: Catalogue, where: str) -> Catalogue:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from i2vkit.errors import ConfigError
+from i2vkit.net import is_loopback
 from i2vkit.settings import Settings as AppSettings
 from runtime import request
 from runtime.engine import Runtime
@@ -53,13 +54,12 @@ class ServeConfig:
 
 def check_binding(host: str, token: str | None, insecure: bool) -> None:
     """Loopback by default; anything else needs a token unless --insecure says otherwise."""
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError as error:
-        raise ConfigError(f"host {host!r} is not an IP address or 'localhost'") from error
-    if not loopback and not token and not insecure:
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as error:
+            raise ConfigError(f"host {host!r} is not an IP address or 'localhost'") from error
+    if not is_loopback(host) and not token and not insecure:
         raise ConfigError(
             f"binding {host} exposes the server beyond this machine: give an API token "
             "(--token or I2VKIT_TOKEN) or, knowingly, --insecure"
