@@ -338,17 +338,17 @@ def serve(
     max_upload_mb: float = 20.0,
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
-    app = _runtime(c, model=model)
+    app = _runtime(c, model=model, token=token)
     from runtime.serve import main
     from runtime.service import ServeConfig
 
     try:
         config = ServeConfig(
             app=app, model=app.model, host=host, port=int(port), preset=preset,
-            queue_size=int(queue_size), token=token or os.environ.get("I2VKIT_TOKEN") or None,
+            queue_size=int(queue_size), token=app.token,
             insecure=insecure, stay_on_failure=stay_on_failure, dtype=dtype,
             devices=(device,) if device else (), retention_hours=float(retention_hours),
-            interrupted=interrupted, startup_hook=os.environ.get("I2VKIT_STARTUP_HOOK"),
+            interrupted=interrupted, startup_hook=app.startup_hook,
             max_upload_bytes=int(float(max_upload_mb) * 2**20),
         )  # fmt: skip
         code = main(config)

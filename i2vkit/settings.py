@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ class Settings:
     hub_cache: Path  # the Hugging Face hub cache models are stored in
     model: str  # model catalogue name
     mirror: str  # mirror name, or "auto"
+    token: str | None = field(default=None, repr=False)  # the server's API token: never printed
+    startup_hook: str | None = None  # "module:function" the server calls with each runtime
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,12 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("HF_HOME", "hub_cache", "Hugging Face home; the hub cache is $HF_HOME/hub"),
     EnvVar("XDG_CACHE_HOME", "hub_cache", "base of the default HF cache (~/.cache)"),
     EnvVar("XDG_DATA_HOME", "home", "base of the default i2vkit home (~/.local/share)"),
-    EnvVar("I2VKIT_TOKEN", None, "API token `invoke serve` requires (off loopback it must be set)"),
+    EnvVar(
+        "I2VKIT_TOKEN", "token", "API token `invoke serve` requires (off loopback it must be set)"
+    ),
     EnvVar(
         "I2VKIT_STARTUP_HOOK",
-        None,
+        "startup_hook",
         "`module:function` `invoke serve` calls with each loaded runtime (custom processors, "
         "compile flags, fault injection in tests)",
     ),
@@ -73,6 +77,8 @@ _DEFAULTS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "hub_cache": _default_hub_cache,
     "model": lambda env: env.get("I2VKIT_MODEL") or "i2vgen-xl",
     "mirror": lambda env: env.get("I2VKIT_MIRROR") or "default",
+    "token": lambda env: env.get("I2VKIT_TOKEN") or None,
+    "startup_hook": lambda env: env.get("I2VKIT_STARTUP_HOOK") or None,
 }
 
 _PARSE: dict[str, Callable[[Any], Any]] = {
@@ -80,6 +86,8 @@ _PARSE: dict[str, Callable[[Any], Any]] = {
     "hub_cache": lambda v: Path(v).expanduser(),
     "model": str,
     "mirror": str,
+    "token": str,
+    "startup_hook": str,
 }
 
 
