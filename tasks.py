@@ -95,6 +95,8 @@ def mirrors_task(
         "dry-run": "print the plan and change nothing (no network unless --mirror auto)",
         "json": "print the plan and the result as JSON",
         "lock": "the pip layer's lockfile (default: env/requirements/runtime.txt)",
+        "global-config": "also point your own pip, uv and conda configuration at the mirror "
+        "(by default only the env's own config files are written)",
     }
 )
 def setup(
@@ -110,6 +112,7 @@ def setup(
     dry_run: bool = False,
     json: bool = False,
     lock: str | None = None,
+    global_config: bool = False,
 ) -> None:
     """Build the locked environment (torch for this host's CUDA) and fetch the model."""
     from pathlib import Path
@@ -125,7 +128,7 @@ def setup(
         prefix=Path(prefix).absolute() if prefix else None, env=not weights_only,
         weights=not no_weights, wheelhouse=commands.wheelhouse(wheelhouse),
         custom_mirrors=dict(c.config.get("mirrors", {})),
-        lock=Path(lock).absolute() if lock else None,
+        lock=Path(lock).absolute() if lock else None, global_config=global_config,
     )  # fmt: skip
     try:
         commands.setup(options, app, dry_run, json, Console())

@@ -42,6 +42,7 @@ class Options:
     wheelhouse: Path | None = None
     custom_mirrors: dict[str, Any] = field(default_factory=dict)
     lock: Path | None = None  # the pip layer's lockfile (default env/requirements/runtime.txt)
+    global_config: bool = False  # also write the user's own pip/uv/conda config (asked for only)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class SetupPlan:
     files: list[tuple[str, int]]  # model files and expected sizes
     env: bool
     weights: bool
+    global_config: bool = False
 
     @property
     def download_bytes(self) -> int:
@@ -164,6 +166,7 @@ def make(options: Options, app: Settings) -> SetupPlan:
         files=list(model.files) if model else [],
         env=options.env,
         weights=options.weights,
+        global_config=options.global_config,
     )
 
 

@@ -65,6 +65,8 @@ def setup_env(small_sources, tmp_path: Path) -> dict[str, str]:
         "INVOKE_RUNTIME_CONFIG": str(config),
         "I2VKIT_HOME": str(tmp_path / "home"),
         "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "user-config"),  # where --global-config writes
+        "HOME": str(tmp_path / "user-home"),  # ~/.condarc too: never the real home
         "PIP_CONFIG_FILE": os.devnull,
     })  # fmt: skip
     return env

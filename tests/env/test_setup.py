@@ -68,6 +68,11 @@ def test_venv_backend_installs_through_the_mirror_then_a_rerun_is_a_no_op(setup_
     assert imported.stdout.strip() == "2.13.0+cpu", imported.stderr
     fetched = small_sources["pypi"].fetched()[before:]
     assert {f.split("-")[0] for f in fetched} == {"alpha", "beta"}
+    # the env carries the mirror's config for later installs; the user's own is untouched
+    env_dir = python.parent.parent
+    assert small_sources["pypi"].url in (env_dir / "pip.conf").read_text()
+    assert small_sources["pypi"].url in (env_dir / "uv.toml").read_text()
+    assert not Path(setup_env["XDG_CONFIG_HOME"]).exists()
     assert "local" in done.stdout and "env ready" in done.stdout
 
     again = setup(setup_env, "--mirror", "local", "--cuda", "cpu", "--no-weights", "--lock",
@@ -133,3 +138,13 @@ def test_bad_input_names_the_value_and_the_fix(setup_env, args, message):
     done = setup(setup_env, "--dry-run", *args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_global_config_is_written_only_when_asked(setup_env, small_sources):
+    done = setup(setup_env, "--mirror", "local", "--cuda", "cpu", "--no-weights", "--lock",
+                 str(small_sources["locks"] / "small.txt"), "--global-config")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    user = Path(setup_env["XDG_CONFIG_HOME"])
+    assert small_sources["pypi"].url in (user / "pip" / "pip.conf").read_text()
+    assert small_sources["pypi"].url in (user / "uv" / "uv.toml").read_text()
+    assert (Path(setup_env["HOME"]) / ".condarc").exists()
