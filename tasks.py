@@ -251,6 +251,7 @@ def generate(
         "steps": "denoising steps", "seed": "random seed",
         "dtype": "the tuned run's dtype (default: by device)", "device": "cpu or cuda:N",
         "repeat": "timed runs of each (the median is reported; default 3)",
+        "compile": "torch.compile the tuned run's UNet (compile time is in the warm-up)",
     }
 )  # fmt: skip
 def bench(
@@ -266,6 +267,7 @@ def bench(
     dtype: str | None = None,
     device: str | None = None,
     repeat: int = 3,
+    compile: bool = False,
 ) -> None:
     """Stock diffusers vs i2vkit's runtime on the same job, as ratios."""
     from pathlib import Path
@@ -279,7 +281,7 @@ def bench(
         commands.bench(
             app, Path(image) if image else None, random_weights,
             dict(height=height, width=width, frames=frames, steps=steps, seed=seed),
-            dtype, device, Console(), repeat,
+            dtype, device, Console(), repeat, compile,
         )  # fmt: skip
     except I2VKitError as error:
         raise Exit(f"bench: {error}", code=2) from error

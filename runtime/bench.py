@@ -102,6 +102,7 @@ def run(
     device: str | None = None,
     dtype: str | None = None,
     repeat: int = 3,
+    compile_unet: bool = False,
 ) -> dict[str, Any]:
     quiet_libraries()
     device = choose_device(device)
@@ -124,6 +125,8 @@ def run(
 
     runs = [_measure("stock", "fp32", device, pipe.unet, stock, repeat)]
     pipe.to(dtype=torch_dtype(tuned_dtype))
+    if compile_unet:  # measured here first: the runtime adopts it only where it pays
+        pipe.unet = torch.compile(pipe.unet)
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -132,7 +135,8 @@ def run(
         job_settings = s.replace(steps=1) if warmup else s
         FAMILIES["i2vgen-xl"](pipe, Job(job_settings, image))
 
-    runs.append(_measure("i2vkit", tuned_dtype, device, pipe.unet, tuned, repeat))
+    name = "i2vkit+compile" if compile_unet else "i2vkit"
+    runs.append(_measure(name, tuned_dtype, device, pipe.unet, tuned, repeat))
     rate = fullsize.matmul_rate(device, torch_dtype(tuned_dtype))
     return {
         "model": model, "device": device, "settings": s, "flops": flops, "matmul_rate": rate,

@@ -104,13 +104,15 @@ def bench(
     device: str | None,
     console: Any,
     repeat: int = 3,
+    compile_unet: bool = False,
 ) -> dict[str, Any]:
     from runtime import bench as b
 
     s = request.make(app.model, "preview", prompt="a boat sails at sunset", **overrides)
     picture = load_image(image) if image else gradient(s.height, s.width)
     with console.status(f"benchmarking {app.model}: stock, then i2vkit ..."):
-        result = b.run(app, app.model, s, picture, random_weights, device, dtype, repeat)
+        result = b.run(app, app.model, s, picture, random_weights, device, dtype, repeat,
+                       compile_unet)  # fmt: skip
     b.render(result, console)
     return result
 
