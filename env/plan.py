@@ -125,13 +125,9 @@ def choose_backend(asked: str) -> tuple[str, str]:
 
 
 def choose_variant(asked: str, app: Settings) -> tuple[str, str]:
-    table = catalogue.torch_variants()
-    names = [v.name for v in table.variant]
-    if asked != "auto":
-        if asked not in names:
-            raise ConfigError(f"cuda variant {asked!r} is unknown; known: auto, {', '.join(names)}")
-        return asked, "asked for with --cuda"
-    decision = advice.choose_torch_variant(detect_host(app.hub_cache), table)
+    decision = advice.variant_for(
+        asked, catalogue.torch_variants(), lambda: detect_host(app.hub_cache)
+    )
     return decision.value, decision.reason
 
 

@@ -23,7 +23,6 @@ from pydantic import Field
 
 from i2vkit import __version__
 from i2vkit.data import StrictModel, load_toml
-from i2vkit.errors import UnknownNameError
 from i2vkit.net import is_loopback
 from i2vkit.settings import Settings
 from mirrors import render
@@ -99,28 +98,21 @@ class BuildPlan:
 
 
 def choosable_variants() -> tuple[str, ...]:
-    """The torch wheel variants `invoke doctor` can choose for the pinned torch: cpu and every
-    CUDA variant that ships it."""
+    """The torch wheel variants `invoke doctor` can choose for the pinned torch."""
     from runtime import advice, catalogue
 
-    table = catalogue.torch_variants()
-    offered = [v.name for v in table.variant if advice._offered(v, table.torch)]
-    return ("cpu", *offered)
+    return advice.choosable(catalogue.torch_variants())
 
 
 def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     """(variant, why): 'auto' asks the doctor about this host; a name must be choosable."""
-    if cuda == "auto":
-        from runtime import advice, catalogue
-        from runtime.hardware import detect_host
+    from runtime import advice, catalogue
+    from runtime.hardware import detect_host
 
-        decision = advice.choose_torch_variant(
-            detect_host(settings.hub_cache), catalogue.torch_variants()
-        )
-        return decision.value, f"auto: {decision.reason}"
-    if cuda not in choosable_variants():
-        raise UnknownNameError("torch variant", cuda, [*choosable_variants(), "auto"])
-    return cuda, "given with --cuda"
+    decision = advice.variant_for(
+        cuda, catalogue.torch_variants(), lambda: detect_host(settings.hub_cache)
+    )
+    return decision.value, (f"auto: {decision.reason}" if cuda == "auto" else decision.reason)
 
 
 def lock_hash(root: Path = ROOT) -> str:

@@ -8,10 +8,12 @@ host. Which presets fit comes from the memory planner's estimate for the model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from packaging.version import Version
 
+from i2vkit.errors import UnknownNameError
 from runtime.catalogue import Model, Preset, TorchVariant, TorchVariants
 from runtime.hardware import Gpu, Host
 
@@ -74,6 +76,22 @@ def _offered(variant: TorchVariant, torch: str) -> bool:
     if Version(variant.first_torch) > release:
         return False
     return not variant.last_torch or Version(variant.last_torch) >= release
+
+
+def choosable(table: TorchVariants) -> tuple[str, ...]:
+    """The variants that ship the pinned torch: cpu and every CUDA variant offered for it."""
+    return ("cpu", *(v.name for v in table.variant if _offered(v, table.torch)))
+
+
+def variant_for(asked: str, table: TorchVariants, host: Callable[[], Host]) -> Decision:
+    """`--cuda`: 'auto' asks `choose_torch_variant` about the host (detected only then); a name
+    must be a variant that ships the pinned torch (a retired cu118 would fail only at install)."""
+    if asked == "auto":
+        return choose_torch_variant(host(), table)
+    known = choosable(table)
+    if asked not in known:
+        raise UnknownNameError("cuda variant", asked, ("auto", *known))
+    return Decision(asked, "asked for with --cuda")
 
 
 def _experimental(variant: TorchVariant, torch: str) -> bool:

@@ -129,6 +129,7 @@ def test_an_interrupted_setup_leaves_the_previous_env_working(setup_env, small_s
     [
         (["--mirror", "tuan"], "mirror 'tuan' is unknown; known:"),
         (["--cuda", "cu999"], "cuda variant 'cu999' is unknown"),
+        (["--cuda", "cu118"], "cuda variant 'cu118' is unknown; known: auto, cpu, cu126"),
         (["--backend", "pixi"], "backend 'pixi' is unknown"),
         (["--lock", "/nonexistent.txt"], "lockfile /nonexistent.txt does not exist"),
         (["--model", "i2vgen"], "model 'i2vgen' is unknown"),
