@@ -23,7 +23,7 @@ def draw_plan(data: dict[str, Any], console: Any) -> None:
     variant = data["variant"]
     grid.add_row("torch", f"{variant['torch']}: {variant['reason']}")
     grid.add_row("python", data["python"])
-    grid.add_row("env", f"{data['prefix']} (lock {data['lock']['hash']}: "
+    grid.add_row("env", f"{data['prefix']} (lock {data['lock']['hash'][:16]}: "
                  f"{', '.join(data['lock']['files'])})")  # fmt: skip
     for kind, url in data["urls"].items():
         chain = " > ".join(data["failover"].get(kind, []))
@@ -47,7 +47,7 @@ def draw_report(report: Report, console: Any) -> None:
     if report.up_to_date:
         console.print(
             f"[green]up to date[/] ({report.steps[-1].seconds:.2f} s): env {report.plan.prefix}, "
-            f"lock {report.plan.lock_hash}, {report.plan.torch}"
+            f"lock {report.plan.lock_hash[:16]}, {report.plan.torch}"
             + (f", model {report.plan.model.name}" if report.plan.model else "")
         )
         return

@@ -53,6 +53,7 @@ class SetupPlan:
     variant_reason: str
     torch: str  # the exact torch requirement, e.g. "torch==2.13.0+cpu"
     python: str  # the interpreter a venv is made from, or the lock's python
+    python_version: str  # "3.11" for a venv (its base interpreter); "" when the lock decides
     prefix: Path  # where the env ends up
     mirrors_catalogue: Catalogue  # custom mirrors included
     mirrors: MirrorPlan
@@ -85,10 +86,12 @@ def default_wheelhouse(environ: dict[str, str] | None = None) -> Path | None:
 
 
 def lock_hash(variant: str, backend: str, lock: Path) -> tuple[str, list[str]]:
-    """One hash over everything that decides the env's contents (for a conda backend, the
-    lockfile's packages for this platform, not the whole file)."""
+    """One sha256 over everything the lockfiles decide about the env's contents (for a conda
+    backend, the lockfile's packages for this platform, not the whole file). It does not
+    depend on the machine computing it, so an image's label equals the hash its in-build setup
+    records; the venv's base interpreter is compared separately (EnvState.python_version)."""
     files = [lock, catalogue.DATA / "torch_variants.toml"]
-    digest = hashlib.sha256(f"{variant}|{backend}|{sys.version_info[:2]}".encode())
+    digest = hashlib.sha256(f"{variant}|{backend}".encode())
     if backend in ("mamba", "rattler"):
         from env import conda, condalock
 
@@ -97,7 +100,7 @@ def lock_hash(variant: str, backend: str, lock: Path) -> tuple[str, list[str]]:
     for path in files:
         digest.update(path.read_bytes() if path.exists() else b"missing")
     names = [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in files]
-    return digest.hexdigest()[:16], names
+    return digest.hexdigest(), names
 
 
 def choose_backend(asked: str) -> tuple[str, str]:
@@ -149,6 +152,7 @@ def make(options: Options, app: Settings) -> SetupPlan:
         variant_reason=variant_reason,
         torch=torch_pin,
         python=sys.executable,
+        python_version="{}.{}".format(*sys.version_info[:2]) if backend == "venv" else "",
         prefix=options.prefix or app.home / "envs" / "default",
         mirrors_catalogue=mirrors,
         mirrors=mplan,

@@ -66,7 +66,7 @@ class _Timer:
 def current(plan: planning.SetupPlan) -> env_state.EnvState | None:
     """The installed env's record if it matches the plan (then nothing needs doing)."""
     found = env_state.read(plan.prefix)
-    if found and found.matches(plan.lock_hash, plan.variant, plan.backend):
+    if found and found.matches(plan.lock_hash, plan.variant, plan.backend, plan.python_version):
         return found
     return None
 
@@ -120,7 +120,7 @@ def _build(plan: planning.SetupPlan, folder: Path, report: Report) -> env_state.
         written = render.write(render.files(plan.mirrors, folder, "env"))
         report.notes.append(f"mirror config written: {', '.join(p.name for p in written)}")
     return env_state.EnvState(plan.lock_hash, plan.variant, plan.backend, str(python),
-                              plan.torch, used, env_state.now())  # fmt: skip
+                              plan.torch, used, env_state.now(), plan.python_version)  # fmt: skip
 
 
 def _swap_in(built: Path, target: Path, default_layout: bool) -> None:
@@ -162,7 +162,7 @@ def build_env(plan: planning.SetupPlan, report: Report, default_layout: bool) ->
     target = plan.prefix
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(target)
-    tag = f"{plan.lock_hash}-{uuid.uuid4().hex[:6]}"
+    tag = f"{plan.lock_hash[:16]}-{uuid.uuid4().hex[:6]}"
     if default_layout:
         folder = target.with_name(f"{target.name}-{tag}")
     elif plan.backend == "venv":

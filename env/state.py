@@ -23,10 +23,12 @@ class EnvState:
     torch: str
     mirrors: dict[str, str]  # kind -> mirror the files came from
     created: float
+    python_version: str = ""  # the venv's base interpreter ("3.11"); "" for a conda env
 
-    def matches(self, lock_hash: str, variant: str, backend: str) -> bool:
+    def matches(self, lock_hash: str, variant: str, backend: str, python_version: str) -> bool:
         """The mirror is not compared: the same lock from another mirror is the same env."""
-        return (self.lock_hash, self.variant, self.backend) == (lock_hash, variant, backend)
+        mine = (self.lock_hash, self.variant, self.backend, self.python_version)
+        return mine == (lock_hash, variant, backend, python_version)
 
 
 def read(prefix: Path) -> EnvState | None:
@@ -43,6 +45,8 @@ def write(prefix: Path, state: EnvState) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".state.", dir=prefix)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(asdict(state), f, indent=2)
+    # mkstemp makes it 0600: an image's unprivileged user must read its env's record too
+    Path(tmp).chmod(0o644)
     Path(tmp).replace(prefix / STATE)
 
 

@@ -9,7 +9,6 @@ found is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
@@ -115,16 +114,13 @@ def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     return decision.value, (f"auto: {decision.reason}" if cuda == "auto" else decision.reason)
 
 
-def lock_hash(root: Path = ROOT) -> str:
-    """sha256 over the pip layer's lockfiles (names and contents), the torch pin with them."""
-    digest = hashlib.sha256()
-    folder = root / "env" / "requirements"
-    for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    from runtime import catalogue
+def lock_hash(variant: str, root: Path = ROOT) -> str:
+    """The hash the image's own `invoke setup --backend venv` records for its env: one function
+    (env.plan.lock_hash), so the label and the env's state agree."""
+    from env.plan import lock_hash as env_lock_hash
 
-    digest.update(f"torch=={catalogue.torch_variants().torch}".encode())
-    return f"sha256:{digest.hexdigest()}"
+    digest, _files = env_lock_hash(variant, "venv", root / "env" / "requirements" / "runtime.txt")
+    return f"sha256:{digest}"
 
 
 def source_revision(root: Path = ROOT) -> str:
@@ -182,7 +178,7 @@ def build_args(mplan: Plan, base: str, model: Any, no_weights: bool, root: Path)
     args["MODEL_REVISION"] = model.revision
     args["FETCH_WEIGHTS"] = "0" if no_weights else "1"
     args["HF_TOKEN_URL"] = ""  # set by the build when a token is delivered (images/secrets.py)
-    args["LOCK_HASH"] = lock_hash(root)
+    args["LOCK_HASH"] = lock_hash(mplan.variant, root)
     args["SOURCE_REVISION"] = source_revision(root)
     args["VERSION"] = __version__
     return args

@@ -131,6 +131,12 @@ def test_image_config(built, client):
     assert labels["io.i2vkit.torch.variant"] == "cpu"
     assert labels["io.i2vkit.lock.hash"].startswith("sha256:")
     assert labels["org.opencontainers.image.revision"]
+    # the label is the lock hash the image's own setup recorded for its env
+    state = client.containers.run(TAG, entrypoint=["cat", "/opt/i2vkit/env/.i2vkit-setup.json"],
+                                  remove=True, stdout=True, stderr=False)  # fmt: skip
+    assert b'"lock_hash"' in state, state
+    recorded = json.loads(state)["lock_hash"]
+    assert labels["io.i2vkit.lock.hash"] == f"sha256:{recorded}"
 
 
 def test_the_token_is_nowhere_in_the_image(built, client, tmp_path):
