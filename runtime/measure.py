@@ -4,7 +4,6 @@ on the CPU (psutil; torch's CPU allocator keeps no statistics)."""
 from __future__ import annotations
 
 import threading
-import time
 from types import TracebackType
 
 import psutil
@@ -81,4 +80,3 @@ class PeakMemory:
         if self._thread:
             self._thread.join()
         self._record()
-        time.sleep(0)

@@ -4,7 +4,6 @@ names them as a custom mirror."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from pathlib import Path
@@ -70,7 +69,3 @@ def setup_env(small_sources, tmp_path: Path) -> dict[str, str]:
         "PIP_CONFIG_FILE": os.devnull,
     })  # fmt: skip
     return env
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
