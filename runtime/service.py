@@ -51,6 +51,17 @@ class ServeConfig:
     def folder(self) -> Path:
         return self.app.home / "server"
 
+    def __post_init__(self) -> None:
+        """Flags out of range are refused here, before anything loads or binds."""
+        if self.interrupted not in ("retry", "fail"):
+            raise ConfigError(f"--interrupted {self.interrupted!r} is unknown; known: retry, fail")
+        checks = (("--port", self.port, 1, 65535), ("--queue-size", self.queue_size, 1, 10_000),
+                  ("--max-upload-mb", self.max_upload_bytes / 2**20, 0.01, 1024),
+                  ("--retention-hours", self.retention_hours, 0, 24 * 365))  # fmt: skip
+        for flag, value, low, high in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{flag} {value:g} is out of range; allowed: {low:g} to {high:g}")
+
 
 def check_binding(host: str, token: str | None, insecure: bool) -> None:
     """Loopback by default; anything else needs a token unless --insecure says otherwise."""

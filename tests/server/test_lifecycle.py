@@ -116,3 +116,15 @@ def test_or_stays_up_as_failed_by_flag(start_server, fresh_home):
     assert submit(server.url).status_code == 503
     assert server.proc.poll() is None
     os.kill(server.proc.pid, signal.SIGTERM)
+
+
+def test_out_of_range_server_flags_are_refused_before_loading(fresh_home):
+    env = {"I2VKIT_HOME": str(fresh_home)}
+    for args, message in (
+        (["--interrupted", "drop"], "--interrupted 'drop' is unknown; known: retry, fail"),
+        (["--queue-size", "0"], "--queue-size 0 is out of range; allowed: 1 to 10000"),
+        (["--port", "70000"], "--port 70000 is out of range"),
+    ):
+        done = run_invoke("serve", "--model", "demo", *args, env=env)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
