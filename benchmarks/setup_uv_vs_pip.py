@@ -25,7 +25,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from env.venv import uv  # noqa: E402
+from i2vkit.tools import uv  # noqa: E402
 from tests.fixtures.mirror_servers import PypiServer  # noqa: E402
 
 WHEELS = Path.home() / ".cache" / "i2vkit-bench" / "wheels"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from env import condalock
 from env.plan import REQUIREMENTS, ROOT
-from env.venv import uv
 from i2vkit.errors import ConfigError
+from i2vkit.tools import uv
 from mirrors import rewrite
 from mirrors.catalogue import Catalogue, Plan
 

@@ -9,23 +9,15 @@ find-links folder, or --wheelhouse) is the last source tried.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from env.plan import ROOT, SetupPlan
+from i2vkit import tools
 from i2vkit.errors import ConfigError
 from mirrors.catalogue import Catalogue
 from mirrors.install import Attempt, InstallError, InstallResult, attempt, install
-
-
-def uv() -> str:
-    exe = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(exe).exists():
-        raise ConfigError("uv is not installed: pip install uv (it is in i2vkit's light layer)")
-    return exe
 
 
 def python_of(prefix: Path) -> Path:
@@ -35,7 +27,7 @@ def python_of(prefix: Path) -> Path:
 def create(prefix: Path, python: str) -> Path:
     """An empty venv at `prefix` whose scripts use relative paths (it may be renamed)."""
     subprocess.run(
-        [uv(), "venv", "--relocatable", "--quiet", "--python", python, str(prefix)],
+        [tools.uv(), "venv", "--relocatable", "--quiet", "--python", python, str(prefix)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return python_of(prefix)
@@ -93,7 +85,7 @@ def check(python: Path) -> str:
     """Every requirement satisfied (`uv pip check`), and the runtime layer imports; returns
     torch's version."""
     deps = subprocess.run(
-        [uv(), "pip", "check", "--python", str(python)], capture_output=True, text=True
+        [tools.uv(), "pip", "check", "--python", str(python)], capture_output=True, text=True
     )
     if deps.returncode != 0:
         raise ConfigError(f"the new env's requirements conflict: {deps.stdout[-600:]}")

@@ -36,3 +36,14 @@ class HostRequirementError(I2VKitError, RuntimeError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(self.problems))
+
+
+class ToolMissingError(I2VKitError, FileNotFoundError):
+    """A program i2vkit runs is not installed where it looks (see i2vkit/tools.py)."""
+
+    def __init__(self, tool: str, why: str, fix: str) -> None:
+        self.tool, self.why, self.fix = tool, why, fix
+        super().__init__(f"{tool} is missing: {why}; install it: {fix}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

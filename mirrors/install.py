@@ -13,10 +13,10 @@ variables removed from the child's environment, so nothing can add a second inde
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import httpx
+
+from i2vkit import tools
 from i2vkit.errors import ConfigError, I2VKitError
 from mirrors.catalogue import Catalogue, Plan, TorchEndpoint
+from mirrors.probe import describe_error
 from mirrors.rewrite import mirror_of
 
 _LOG_LINE = re.compile(r"^\s*(?:DEBUG|TRACE|INFO)\s")
@@ -128,10 +132,7 @@ def _command(tool: str, python: Path, args: list[str], report: Path) -> list[str
             "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
             "--retries", "0", "--timeout", str(READ_TIMEOUT_S), "--report", str(report), *args,
         ]  # fmt: skip
-    uv = shutil.which("uv")
-    if uv is None:
-        raise ConfigError("uv is not on PATH; install it (pip install uv) or use tool='pip'")
-    return [uv, "pip", "install", "--python", str(python), "--no-config", "-v", *args]
+    return [str(tools.uv()), "pip", "install", "--python", str(python), "--no-config", "-v", *args]
 
 
 def _fetched(tool: str, output: str, report: Path) -> tuple[str, ...]:
@@ -183,10 +184,9 @@ def install(
             attempts.append(Attempt(mirror, tuple(args), True, None, False, fetched, took))
             files = {_name(u): mirror_of(u, catalogue) or mirror for u in fetched}
             return InstallResult(kind, tool, tuple(attempts), files)
-        line = _failing_line(output)
-        network = bool(_NETWORK.search(_diagnostics(output)))
-        attempts.append(Attempt(mirror, tuple(args), False, line, network, fetched, took))
-        if not network:
+        failed = _failed(mirror, args, output, fetched, took)
+        attempts.append(failed)
+        if not failed.network:
             break
     raise InstallError(InstallResult(kind, tool, tuple(attempts), {}))
 
@@ -207,8 +207,42 @@ def attempt(
     )
     if code == 0:
         return Attempt(label, tuple(source_args), True, None, False, fetched, took)
-    network = bool(_NETWORK.search(_diagnostics(output)))
-    return Attempt(label, tuple(source_args), False, _failing_line(output), network, fetched, took)
+    return _failed(label, source_args, output, fetched, took)
+
+
+def _failed(
+    mirror: str, args: Sequence[str], output: str, fetched: tuple[str, ...], took: float
+) -> Attempt:
+    """The failed attempt, with whether the mirror is to blame. pip with --retries 0 logs a
+    refused or unresolvable index only at debug level and then says "No matching distribution
+    found", as it would for a package the index lacks: so a failure whose output names no
+    network error is checked against the sources themselves (one GET each, short timeouts)."""
+    if _NETWORK.search(_diagnostics(output)):
+        return Attempt(mirror, tuple(args), False, _failing_line(output), True, fetched, took)
+    for url in _source_urls(args):
+        unreachable = reachable(url)
+        if unreachable:
+            reason = f"{url} is unreachable ({unreachable}); the tool said: {_failing_line(output)}"
+            return Attempt(mirror, tuple(args), False, reason, True, fetched, took)
+    return Attempt(mirror, tuple(args), False, _failing_line(output), False, fetched, took)
+
+
+def _source_urls(args: Sequence[str]) -> list[str]:
+    """The http(s) index and find-links URLs among install options."""
+    flags = ("--index-url", "--find-links", "--extra-index-url", "-i", "-f")
+    pairs = itertools.pairwise(args)
+    return [value for flag, value in pairs if flag in flags and value.startswith("http")]
+
+
+def reachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why `url` cannot be fetched for a network reason (refused, DNS, timeout, reset, HTTP 5xx),
+    or None when the server answers (a 404 is an answer: the mirror is up)."""
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+            status = client.get(url).status_code
+    except (httpx.HTTPError, OSError) as error:
+        return describe_error(error, timeout)
+    return f"HTTP {status}" if status >= 500 else None
 
 
 def _name(url: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from env.venv import uv
+from i2vkit.tools import uv
 from runtime.video import read_mp4
 from tests.conftest import ROOT
 
