@@ -1,20 +1,74 @@
-"""Shared fixtures: a clean environment per test, and the fake libnvidia-ml under real pynvml."""
+"""Shared fixtures: a clean environment per test, and the fake libnvidia-ml under real pynvml.
+
+Only hardware may make a test skip: tests marked `gpu` skip where torch sees no CUDA GPU, and
+any other skip fails the session (a skipped test is a test that did not run; a missing tool
+is an error that names the fix, see i2vkit/tools.py)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from i2vkit import tools
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Variables that would make a test depend on the developer's machine.
 _LEAKY = ("I2VKIT_", "HF_", "XDG_", "CUDA_VISIBLE_DEVICES", "FAKE_NVML_", "LD_LIBRARY_PATH")
+
+
+def _cuda_missing() -> str | None:
+    """Why `gpu` tests cannot run here, or None when torch sees a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return f"no CUDA GPU (torch {torch.__version__}: torch.cuda.is_available() is False)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _cuda_missing() if gpu else None
+    for item in gpu if reason else ():
+        item.add_marker(pytest.mark.skip(reason=f"gpu: {reason}"))
+
+
+_SKIPPED: list[str] = []
+
+
+def _not_gpu(report: pytest.CollectReport | pytest.TestReport) -> bool:
+    return report.skipped and not (
+        isinstance(report, pytest.TestReport) and "gpu" in report.keywords
+    )
+
+
+def _record(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if _not_gpu(report):
+        why = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        _SKIPPED.append(f"{report.nodeid}: {why}")
+
+
+pytest_runtest_logreport = pytest_collectreport = _record
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _SKIPPED:
+        terminalreporter.section("skipped without the gpu marker: the session fails", red=True)
+        for line in _SKIPPED:
+            terminalreporter.line(line)
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +88,7 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 @pytest.fixture(scope="session")
 def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding libnvidia-ml.so.1 compiled from tests/fixtures/fake_nvml.c."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.skip("no C compiler: install gcc to build the fake libnvidia-ml")
+    gcc = tools.system("gcc", "gcc")
     out = tmp_path_factory.mktemp("fake_nvml")
     subprocess.run(
         [

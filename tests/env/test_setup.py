@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from i2vkit import tools
 from tests.conftest import ROOT
 from tests.env.conftest import invoke_config
 from tests.fixtures.mirror_servers import DelayProxy
@@ -29,13 +29,11 @@ def env_python(env: dict[str, str]) -> Path:
 
 
 def test_dry_run_prints_the_whole_plan_without_the_network():
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare is not installed (util-linux)")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
+    unshare = tools.system("unshare", "util-linux")
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True)
+    assert probe.returncode == 0, f"no network namespace here (root?): {probe.stderr.decode()}"
     done = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "invoke", "setup", "--dry-run", "--mirror",
+        [unshare, "-n", sys.executable, "-m", "invoke", "setup", "--dry-run", "--mirror",
          "tuna", "--model", "i2vgen-xl", "--cuda", "cu126"],
         cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
                                                       "HOME": str(ROOT / ".no-home")},

@@ -13,8 +13,6 @@ from tests.conftest import ROOT
 from tests.env.conftest import invoke_config
 from tests.fixtures.olah_hub import OlahHub
 
-pytest.importorskip("torch", reason="building the demo model needs the runtime layer")
-
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):

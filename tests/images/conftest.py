@@ -4,8 +4,9 @@ Aliyun serves it), all on loopback, reached by the build with host networking.
 
 Slow things are cached across sessions under ~/.cache/i2vkit-test (or $I2VKIT_TEST_CACHE): the
 debootstrap tarball, the wheelhouse (keyed by the lockfile's hash), and dockerd's data root,
-so a second session starts from a warm layer cache. Each fixture skips with the reason when
-its tool is missing. Processes are stopped by their own PID after checking /proc/PID/cmdline.
+so a second session starts from a warm layer cache. A missing tool or a stand-in that does not
+start is an error naming the fix, never a skip; the tools are checked before anything slow
+starts. Processes are stopped by their own PID after checking /proc/PID/cmdline.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from i2vkit import tools
 from tests.fixtures.mirror_servers import signal_if_ours, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +60,7 @@ class Dockerd:
     """dockerd on private paths; `env` points a client at it."""
 
     def __init__(self, data: Path, scratch: Path) -> None:
-        exe = shutil.which("dockerd")
-        if exe is None:
-            raise RuntimeError("dockerd not found: apt-get install -y docker.io")
+        exe = tools.system("dockerd", "docker.io")
         self.socket = scratch / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.log = scratch / "dockerd.log"
@@ -106,9 +106,9 @@ def dockerd():
     """A real Docker daemon for this session; its data root persists across sessions (the
     layer cache) unless another session holds it, then a fresh one is used."""
     if os.geteuid() != 0:
-        pytest.skip("dockerd needs root here (no rootless setup on the test bed)")
-    if shutil.which("dockerd") is None:
-        pytest.skip("dockerd not found: apt-get install -y docker.io")
+        pytest.fail("the image tests run dockerd, which needs root here (no rootless setup)")
+    tools.system("dockerd", "docker.io")
+    tools.system("debootstrap", "debootstrap")
     # short paths: unix sockets (and containerd's shims under exec-root) have a 108-byte limit
     scratch = Path(tempfile.mkdtemp(prefix="i2vkd-", dir="/tmp"))
     lock = open(cache_root() / "dockerd.lock", "w")  # noqa: SIM115 - held for the session
@@ -121,7 +121,7 @@ def dockerd():
     try:
         if not daemon.wait():
             tail = daemon.log.read_text(errors="replace")[-1500:]
-            pytest.skip(f"dockerd did not start on private paths: {tail}")
+            pytest.fail(f"dockerd did not start on private paths: {tail}")
         yield daemon
     finally:
         daemon.stop()
@@ -156,13 +156,12 @@ def _rootfs_tarball() -> Path:
     with _locked(cache_root() / "rootfs.lock"):
         if tarball.exists():
             return tarball
-        if shutil.which("debootstrap") is None:
-            pytest.skip("debootstrap not found: apt-get install -y debootstrap")
+        debootstrap = tools.system("debootstrap", "debootstrap")
         rootfs = Path(tempfile.mkdtemp(prefix="i2vkit-rootfs-"))
         try:
             subprocess.run(
                 [
-                    "debootstrap",
+                    str(debootstrap),
                     "--variant=minbase",
                     "--include=python3,python3-venv,ca-certificates",
                     "bookworm",
@@ -177,7 +176,7 @@ def _rootfs_tarball() -> Path:
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tmp), "."], check=True)
             tmp.replace(tarball)
         except subprocess.CalledProcessError as error:
-            pytest.skip(f"debootstrap failed: {error.stderr.decode(errors='replace')[-500:]}")
+            pytest.fail(f"debootstrap failed: {error.stderr.decode(errors='replace')[-500:]}")
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
     return tarball
@@ -255,9 +254,12 @@ def wheelhouse() -> Path:
         for command in (pin, extra):
             done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
             if done.returncode != 0:
-                pytest.skip(f"cannot download the wheelhouse: {done.stderr[-600:]}")
+                pytest.fail(f"cannot download the wheelhouse: {done.stderr[-600:]}")
         if not any(tmp.glob("torch-2.13.0+cpu-*.whl")):
-            pytest.skip("torch 2.13.0+cpu is not in the host pip's find-links folder")
+            pytest.fail(
+                "torch 2.13.0+cpu did not download: the image tests need the CPU build from "
+                "the host pip's configuration (a find-links folder, or the PyTorch CPU index)"
+            )
         tmp.replace(folder)
     return folder
 
@@ -302,9 +304,7 @@ class Served:
 def mirror(wheelhouse, tmp_path_factory):
     """The custom mirror `loop`: pypiserver over the wheelhouse, a flat torch page per variant
     (the Aliyun layout), and an HF endpoint that refuses (the demo model is built locally)."""
-    exe = shutil.which("pypi-server")
-    if exe is None:
-        pytest.skip("pypi-server not found: pip install pypiserver")
+    exe = tools.script("pypi-server", "pypiserver")
     logs = tmp_path_factory.mktemp("mirror-logs")
     pages = tmp_path_factory.mktemp("torch-pages")
     (pages / "cpu").mkdir()

@@ -7,6 +7,7 @@ test rebuilds cold (no cache) and then after a code-only change, and prints the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import shutil
@@ -154,20 +155,24 @@ def test_the_token_is_nowhere_in_the_image(built, client, tmp_path):
     assert size > 100_000_000
 
 
-def test_run_image_with_gpus_fails_cleanly_without_one(built, client, dockerd):
-    if shutil.which("nvidia-container-runtime-hook") or Path("/dev/nvidiactl").exists():
-        pytest.skip("this host has a GPU runtime")
+def test_run_image_with_gpus_starts_or_fails_cleanly(built, client, dockerd):
+    """`--gpus all` needs the NVIDIA container toolkit: where the host has none, the error says
+    so and no Created container is left behind; where it has one, the container starts."""
     before = {c.id for c in client.containers.list(all=True)}
-    with pytest.raises(ConfigError, match="cannot start"):
-        commands.run_image(
-            TAG,
-            port=free_port(),
-            gpus=True,
-            insecure=True,
-            environ=dockerd.env,
-            console=Console(file=io.StringIO()),
-        )
-    assert {c.id for c in client.containers.list(all=True)} == before  # nothing left behind
+    run = functools.partial(
+        commands.run_image, TAG, port=free_port(), gpus=True, insecure=True,
+        environ=dockerd.env, console=Console(file=io.StringIO()),
+    )  # fmt: skip
+    if shutil.which("nvidia-container-runtime-hook") is None:  # the toolkit's hook (system)
+        with pytest.raises(ConfigError, match=r"cannot start.*NVIDIA container toolkit"):
+            run()
+        assert {c.id for c in client.containers.list(all=True)} == before  # nothing left behind
+        return
+    container = run()
+    try:
+        assert container.id not in before
+    finally:
+        container.remove(force=True)
 
 
 @pytest.mark.slow
@@ -224,9 +229,8 @@ def test_code_only_change_rebuilds_only_the_last_layers(
     assert stages["weights"][0] == stages["weights"][1], stages
     rebuilt = [s.text for s in warm.counted if not s.cached]
     assert rebuilt and rebuilt[0] == "COPY . .", rebuilt
-    ratio = cold.seconds / warm.seconds
-    print(
+    print(  # a figure for docs/benchmarks.md, not an assertion: timing depends on the machine
         f"\ncold build {cold.seconds:.1f} s (no cache), warm build after a code-only change "
-        f"{warm.seconds:.1f} s: {ratio:.1f}x; image {warm.size_bytes / 1e9:.2f} GB"
+        f"{warm.seconds:.1f} s: {cold.seconds / warm.seconds:.1f}x; "
+        f"image {warm.size_bytes / 1e9:.2f} GB"
     )
-    assert ratio > 2

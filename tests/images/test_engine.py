@@ -4,9 +4,9 @@ token server answers once."""
 from __future__ import annotations
 
 import io
+import re
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -28,11 +28,16 @@ def test_no_engine_at_docker_host(tmp_path):
     assert isinstance(caught.value, ConnectionError)
 
 
-def test_no_engine_at_the_default_socket():
-    if Path("/var/run/docker.sock").exists():
-        pytest.skip("a Docker socket exists at the default path on this machine")
-    with pytest.raises(EngineUnreachableError, match=r"/var/run/docker.sock.*DOCKER_HOST is not"):
-        engine.connect({})
+def test_without_docker_host_the_client_looks_at_the_default_socket():
+    """With nothing answering there, the message says where it looked and that DOCKER_HOST is
+    unset; a machine whose engine runs at the default socket gets a working client instead."""
+    assert engine.where({}) == (engine.DEFAULT_SOCKET, "the default socket; DOCKER_HOST is not set")
+    try:
+        client = engine.connect({})
+    except EngineUnreachableError as error:
+        assert re.search(r"/var/run/docker.sock.*DOCKER_HOST is not", str(error)), str(error)
+    else:
+        assert client.ping()
 
 
 def test_build_image_prints_the_plan_then_names_the_missing_engine(tmp_path):

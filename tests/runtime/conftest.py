@@ -10,8 +10,6 @@ import pytest
 
 from i2vkit.settings import resolve
 
-pytest.importorskip("torch", reason="the runtime layer (torch, diffusers) is not installed")
-
 
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:

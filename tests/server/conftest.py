@@ -11,12 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ROOT
-
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("torch", reason="the runtime layer (torch, diffusers) is not installed")
 
 
 def free_port() -> int:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
-SCHEMATHESIS = shutil.which("schemathesis") or shutil.which("st")
+from i2vkit import tools
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(SCHEMATHESIS is None, reason="schemathesis is not installed")
 def test_no_request_makes_a_server_error(start_server, tmp_path):
+    schemathesis = tools.script("schemathesis", "schemathesis")
     server = start_server("--queue-size", "1")  # accepted fuzz jobs cannot pile up
     result = subprocess.run(
-        [SCHEMATHESIS, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
+        [schemathesis, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
          "--max-examples", "30", "--request-timeout", "30", "--generation-deterministic",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache goes there

@@ -3,15 +3,11 @@ submit, watch the bar reach 100%, the video plays. A screenshot is kept in test-
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from playwright import sync_api as playwright
 
+from i2vkit import tools
 from tests.conftest import ROOT
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
@@ -23,7 +19,8 @@ def test_the_page_makes_a_video_end_to_end(server, tmp_path):
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        chromium = tools.system("chromium", "chromium")  # Debian's: never a downloaded browser
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(server.url)
         page.wait_for_selector("#preset option", state="attached")
@@ -53,7 +50,8 @@ def test_the_page_makes_a_video_end_to_end(server, tmp_path):
 
 def test_the_page_says_why_a_preset_does_not_fit(server):
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        chromium = tools.system("chromium", "chromium")  # Debian's: never a downloaded browser
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page()
         page.goto(server.url)
         page.wait_for_selector("#preset option", state="attached")
