@@ -47,3 +47,28 @@ class ToolMissingError(I2VKitError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class StoreBusyError(I2VKitError, RuntimeError):
+    """Another server owns the job store (one server per I2VKIT_HOME)."""
+
+    def __init__(self, folder: object, owner: str) -> None:
+        self.folder, self.owner = folder, owner
+        super().__init__(
+            f"the job store {folder} belongs to a running server ({owner or 'owner unknown'}): "
+            "stop it first, or give this server its own I2VKIT_HOME"
+        )
+
+
+class PortBusyError(I2VKitError, OSError):
+    """The address the server should listen on is taken."""
+
+    def __init__(self, host: str, port: int, cause: str) -> None:
+        self.host, self.port = host, port
+        super().__init__(
+            f"cannot listen on {host}:{port}: {cause}; choose another port with --port, or stop "
+            "what listens there"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -11,7 +11,9 @@ file, crash-safe with WAL and synchronous=FULL.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import queue
 import re
 import secrets
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i2vkit.errors import I2VKitError
+from i2vkit.errors import I2VKitError, StoreBusyError
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -100,13 +102,17 @@ class Job:
 
 
 class JobStore:
-    """Thread-safe: the API's event loop and the worker threads share one store."""
+    """Thread-safe: the API's event loop and the worker threads share one store. One server
+    owns a store at a time: an exclusive lock on `owner.lock`, held until `close()` or the
+    process ends (the kernel releases it even after kill -9), so a second server on the same
+    folder is refused before it can "recover" jobs the first one is running."""
 
-    def __init__(self, folder: Path, queue_size: int) -> None:
+    def __init__(self, folder: Path, queue_size: int, owner: str = "") -> None:
         self.folder = folder
         self.queue_size = queue_size
         for sub in ("inputs", "outputs"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
+        self._owner = _own(folder / "owner.lock", owner)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             folder / "jobs.db", check_same_thread=False, isolation_level=None
@@ -272,6 +278,25 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._owner.close()  # releases the lock
+
+
+def _own(path: Path, owner: str) -> Any:
+    """Hold an exclusive lock on `path` for as long as the returned file stays open, with who
+    holds it written inside; StoreBusyError naming the holder when another process has it."""
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the store's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise StoreBusyError(path.parent, holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}{', ' + owner if owner else ''}\n")
+    handle.flush()
+    return handle
 
 
 def check_id(job_id: str) -> str:

@@ -100,7 +100,8 @@ class Service:
 
     @classmethod
     def create(cls, config: ServeConfig) -> Service:
-        store = JobStore(config.folder, config.queue_size)
+        owner = f"`invoke serve` on {config.host}:{config.port}"
+        store = JobStore(config.folder, config.queue_size, owner)
         requeued = store.recover(config.interrupted, config.max_attempts)
         if requeued:
             log.warning("recovered %d job(s) a restart interrupted: %s", len(requeued), requeued)

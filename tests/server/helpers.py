@@ -26,6 +26,18 @@ def submit(url: str, image: bytes | None = None, headers: dict | None = None, **
     return httpx.post(f"{url}/v1/jobs", data=data, files=files, headers=headers, timeout=30)
 
 
+def until(check, what: str, timeout: float = 60, every: float = 0.05):
+    """Poll `check()` until it returns something truthy (returned); a bounded wait whose
+    failure says what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise TimeoutError(f"{what} did not happen within {timeout:g} s")
+
+
 def wait(url: str, job_id: str, timeout: float = 120, headers: dict | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

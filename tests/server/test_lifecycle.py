@@ -11,7 +11,8 @@ import time
 import httpx
 
 from tests.conftest import run_invoke
-from tests.server.helpers import submit, wait
+from tests.fixtures.mirror_servers import free_port
+from tests.server.helpers import submit, until, wait
 
 
 def test_a_full_queue_answers_429_and_every_accepted_job_finishes(start_server):
@@ -59,8 +60,8 @@ def test_kill_9_mid_queue_loses_no_accepted_job_and_serves_no_partial_video(star
 def test_interrupted_jobs_fail_by_policy(start_server):
     server = start_server()
     job_id = submit(server.url, steps="150", frames="8").json()["id"]
-    while httpx.get(f"{server.url}/v1/jobs/{job_id}").json()["status"] != "running":
-        time.sleep(0.05)
+    until(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}").json()["status"] == "running",
+          f"job {job_id} running")  # fmt: skip
     server.kill(signal.SIGKILL)
     again = start_server("--interrupted", "fail")
     job = httpx.get(f"{again.url}/v1/jobs/{job_id}").json()
@@ -128,3 +129,30 @@ def test_out_of_range_server_flags_are_refused_before_loading(fresh_home):
         done = run_invoke("serve", "--model", "demo", *args, env=env)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr
+
+
+def test_a_second_server_on_the_same_home_is_refused_and_the_first_keeps_its_job(start_server):
+    first = start_server()
+    job_id = submit(first.url, steps="60", frames="8").json()["id"]
+    until(lambda: httpx.get(f"{first.url}/v1/jobs/{job_id}").json()["status"] == "running",
+          f"job {job_id} running")  # fmt: skip
+    second = run_invoke("serve", "--model", "demo", "--port", str(free_port()),
+                        env={"I2VKIT_HOME": str(first.home)})  # fmt: skip
+    assert second.returncode == 2, second.stderr
+    assert f"pid {first.proc.pid}" in second.stderr and f":{first.port}" in second.stderr
+    assert "I2VKIT_HOME" in second.stderr
+    job = wait(first.url, job_id)
+    assert job["status"] == "succeeded" and job["error"] is None, job
+    assert "recovered" not in first.log.read_text()
+
+
+def test_a_busy_port_is_refused_before_loading_naming_the_flag(start_server, tmp_path):
+    first = start_server()
+    home = tmp_path / "other-home"
+    done = run_invoke("serve", "--model", "demo", "--port", str(first.port),
+                      env={"I2VKIT_HOME": str(home)})  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{first.port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (home / "server").exists()  # refused before it touched a job store
+    assert httpx.get(f"{first.url}/readyz").status_code == 200
