@@ -34,7 +34,7 @@ def doctor(c: Context, json: bool = False, model: str | None = None) -> None:
     """Describe this host and say which torch build, tier and presets fit it."""
     from rich.console import Console
 
-    from runtime import doctor as doc
+    from i2vkit import doctor as doc
 
     try:
         data = doc.report(_settings(c), model)
@@ -66,7 +66,7 @@ def mirrors_task(
     variant: str | None = None,
 ) -> None:
     """List the mirror catalogue, probe it, or show one mirror's configuration."""
-    from mirrors import commands
+    from i2vkit.mirrors import commands
 
     try:
         commands.run(
@@ -119,8 +119,8 @@ def setup(
 
     from rich.console import Console
 
-    from env import commands
-    from env.plan import Options
+    from i2vkit.env import commands
+    from i2vkit.env.plan import Options
 
     app = _settings(c, model=model, mirror=mirror)
     options = Options(
@@ -153,9 +153,9 @@ def lock(
     conda_only: bool = False,
 ) -> None:
     """Regenerate the lockfiles (pip layer with uv, conda layer with py-rattler)."""
-    from env import lock as locking
-    from mirrors import catalogue as mirror_catalogue
-    from mirrors.commands import plan_for
+    from i2vkit.env import lock as locking
+    from i2vkit.mirrors import catalogue as mirror_catalogue
+    from i2vkit.mirrors.commands import plan_for
 
     app = _settings(c, mirror=mirror)
     try:
@@ -169,7 +169,7 @@ def lock(
 
 def _runtime(c: Context, **flags: object) -> Settings:
     """Settings for a runtime task, re-running it inside the setup env when needed."""
-    from env.runner import ensure_runtime
+    from i2vkit.env.runner import ensure_runtime
 
     app = _settings(c, **flags)
     try:
@@ -226,7 +226,7 @@ def generate(
     from rich.console import Console
 
     app = _runtime(c, model=model)  # first: it may re-run this task inside the setup env
-    from runtime import commands
+    from i2vkit.runtime import commands
 
     overrides = dict(
         prompt=prompt, height=height, width=width, frames=frames, steps=steps,
@@ -275,7 +275,7 @@ def bench(
     from rich.console import Console
 
     app = _runtime(c, model=model)
-    from runtime import commands
+    from i2vkit.runtime import commands
 
     try:
         commands.bench(
@@ -301,7 +301,7 @@ def calibrate(
     from rich.console import Console
 
     app = _runtime(c, model=model)
-    from runtime import commands
+    from i2vkit.runtime import commands
 
     try:
         commands.calibrate(app, dtype, device, Console())
@@ -344,8 +344,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = _runtime(c, model=model, token=token)
-    from runtime.serve import main
-    from runtime.service import ServeConfig
+    from i2vkit.runtime.serve import main
+    from i2vkit.runtime.service import ServeConfig
 
     try:
         config = ServeConfig(
@@ -393,8 +393,8 @@ def build_image(
     Engine API."""
     from rich.console import Console
 
-    from images import commands
-    from images.plan import DEFAULT_BASE
+    from i2vkit.images import commands
+    from i2vkit.images.plan import DEFAULT_BASE
 
     app = _settings(c, model=model, mirror=mirror)
     try:
@@ -429,7 +429,7 @@ def run_image(
     """Start a built image detached, with the GPUs and the service port."""
     from rich.console import Console
 
-    from images import commands
+    from i2vkit.images import commands
 
     try:
         commands.run_image(image, int(port), not no_gpus, token, insecure, name, Console())

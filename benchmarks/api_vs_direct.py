@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from i2vkit import request  # noqa: E402
+from i2vkit.runtime.commands import gradient  # noqa: E402
+from i2vkit.runtime.loader import Loader  # noqa: E402
+from i2vkit.runtime.runner import Runtime  # noqa: E402
 from i2vkit.settings import resolve  # noqa: E402
-from runtime import request  # noqa: E402
-from runtime.commands import gradient  # noqa: E402
-from runtime.engine import Runtime  # noqa: E402
-from runtime.loader import Loader  # noqa: E402
 from tests.server.conftest import Server  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--poll-seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
-    from runtime import demo
+    from i2vkit.runtime import demo
 
     s = request.make("demo", "preview", steps=args.steps)
     with tempfile.TemporaryDirectory() as tmp:

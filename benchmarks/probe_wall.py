@@ -20,11 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mirrors import catalogue  # noqa: E402
-from mirrors.probe import DEADLINE_S, probe  # noqa: E402
+from i2vkit.mirrors import catalogue  # noqa: E402
+from i2vkit.mirrors.probe import DEADLINE_S, probe  # noqa: E402
 from tests.fixtures.mirror_servers import SilentSocket, closed_port  # noqa: E402
 
-CODE = "from mirrors import catalogue, commands; commands.main(catalogue.load(), probe_now=True)"
+CODE = (
+    "from i2vkit.mirrors import catalogue, commands; "
+    "commands.main(catalogue.load(), probe_now=True)"
+)
 
 
 def fresh_interpreter(repeat: int) -> list[float]:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from env import plan as planning
-from env.setup import Report, run
+from i2vkit.env import plan as planning
+from i2vkit.env.setup import Report, run
 from i2vkit.settings import Settings
 
 MB = 1_000_000

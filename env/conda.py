@@ -23,10 +23,10 @@ from typing import Any, cast
 
 import rattler
 
-from env import condalock
+from i2vkit.env import condalock
 from i2vkit.errors import ConfigError, I2VKitError
-from mirrors.catalogue import Catalogue, Plan, choose
-from mirrors.rewrite import Rule, mirror_of, rewrite_url, rules
+from i2vkit.mirrors.catalogue import Catalogue, Plan, choose
+from i2vkit.mirrors.rewrite import Rule, mirror_of, rewrite_url, rules
 
 KIND = "conda"
 TIMEOUT_S = 600  # per request, body included: a stalled mirror fails over instead of hanging

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from env import condalock
-from env.conda import (
+from i2vkit.env import condalock
+from i2vkit.env.conda import (
     Attempt,
     CondaInstallError,
     CondaResult,
@@ -34,7 +34,7 @@ from env.conda import (
     mirror_rules,
     read_prefix,
 )
-from mirrors.catalogue import Catalogue, Plan
+from i2vkit.mirrors.catalogue import Catalogue, Plan
 
 EXECUTABLES = ("mamba", "micromamba", "conda")
 # Where an initialised shell keeps the executable when the command itself is a shell function

@@ -29,9 +29,9 @@ from rattler.package import BuildString
 from rattler.platform import Subdir
 
 from i2vkit.errors import ConfigError, I2VKitError
-from mirrors import catalogue as mirror_catalogue
-from mirrors.render import write_atomic
-from mirrors.rewrite import Rule, rewrite_url
+from i2vkit.mirrors import catalogue as mirror_catalogue
+from i2vkit.mirrors.render import write_atomic
+from i2vkit.mirrors.rewrite import Rule, rewrite_url
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "environment.yml"

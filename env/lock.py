@@ -12,12 +12,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from env import condalock
-from env.plan import REQUIREMENTS, ROOT
+from i2vkit.env import condalock
+from i2vkit.env.plan import REQUIREMENTS, ROOT
 from i2vkit.errors import ConfigError
+from i2vkit.mirrors import rewrite
+from i2vkit.mirrors.catalogue import Catalogue, Plan
 from i2vkit.tools import uv
-from mirrors import rewrite
-from mirrors.catalogue import Catalogue, Plan
 
 
 def lock_pip(plan: Plan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from i2vkit import advice, catalogue
 from i2vkit.errors import ConfigError
+from i2vkit.host import detect_host
+from i2vkit.mirrors import catalogue as mirror_catalogue
+from i2vkit.mirrors.catalogue import Catalogue
+from i2vkit.mirrors.catalogue import Plan as MirrorPlan
+from i2vkit.mirrors.commands import plan_for
 from i2vkit.settings import Settings
-from mirrors import catalogue as mirror_catalogue
-from mirrors.catalogue import Catalogue
-from mirrors.catalogue import Plan as MirrorPlan
-from mirrors.commands import plan_for
-from runtime import advice, catalogue
-from runtime.hardware import detect_host
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = Path(__file__).with_name("requirements")
@@ -93,7 +93,7 @@ def lock_hash(variant: str, backend: str, lock: Path) -> tuple[str, list[str]]:
     files = [lock, catalogue.DATA / "torch_variants.toml"]
     digest = hashlib.sha256(f"{variant}|{backend}".encode())
     if backend in ("mamba", "rattler"):
-        from env import conda, condalock
+        from i2vkit.env import conda, condalock
 
         digest.update(condalock.digest(CONDA_LOCK, conda.host_platform()).encode())
         files.append(CONDA_LOCK)
@@ -106,7 +106,7 @@ def lock_hash(variant: str, backend: str, lock: Path) -> tuple[str, list[str]]:
 def choose_backend(asked: str) -> tuple[str, str]:
     """mamba/micromamba/conda when one is installed, else the embedded rattler backend when the
     conda lockfile covers this platform, else a uv venv from this Python."""
-    from env import conda, conda_exe, condalock
+    from i2vkit.env import conda, conda_exe, condalock
 
     if asked not in BACKENDS:
         raise ConfigError(f"backend {asked!r} is unknown; known: {', '.join(BACKENDS)}")
@@ -201,7 +201,7 @@ def describe(plan: SetupPlan) -> dict[str, Any]:
 
 def _conda_packages(plan: SetupPlan) -> dict[str, Any]:
     """The conda layer's packages and the URLs they would come from (offline)."""
-    from env import conda
+    from i2vkit.env import conda
 
     planned = conda.planned(CONDA_LOCK, plan.mirrors_catalogue, plan.mirrors)
     return {

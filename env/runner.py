@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from env import state
+from i2vkit.env import state
 from i2vkit.errors import ConfigError
 from i2vkit.settings import Settings
 

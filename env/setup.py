@@ -19,14 +19,14 @@ from typing import Any
 
 import psutil
 
-from env import plan as planning
-from env import state as env_state
-from env import venv
-from env.weights import WeightsResult, fetch
+from i2vkit.env import plan as planning
+from i2vkit.env import state as env_state
+from i2vkit.env import venv
+from i2vkit.env.weights import WeightsResult, fetch
 from i2vkit.errors import ConfigError
+from i2vkit.mirrors import render
+from i2vkit.mirrors.install import InstallResult
 from i2vkit.settings import Settings
-from mirrors import render
-from mirrors.install import InstallResult
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _interpreter(plan: planning.SetupPlan, folder: Path, report: Report) -> Path
         with _Timer(report, "create venv") as step:
             step.detail = plan.python
             return venv.create(folder, plan.python)
-    from env import conda, conda_exe
+    from i2vkit.env import conda, conda_exe
 
     with _Timer(report, "conda layer") as step:
         if plan.backend == "mamba":
@@ -228,7 +228,7 @@ def run(options: planning.Options, app: Settings, show: Callable[[dict[str, Any]
 
 
 def _weights_cached(plan: planning.SetupPlan, app: Settings) -> bool:
-    from env.weights import cached
+    from i2vkit.env.weights import cached
 
     if plan.model is None:
         return True

@@ -13,11 +13,11 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from env.plan import ROOT, SetupPlan
 from i2vkit import tools
+from i2vkit.env.plan import ROOT, SetupPlan
 from i2vkit.errors import ConfigError
-from mirrors.catalogue import Catalogue
-from mirrors.install import Attempt, InstallError, InstallResult, attempt, install
+from i2vkit.mirrors.catalogue import Catalogue
+from i2vkit.mirrors.install import Attempt, InstallError, InstallResult, attempt, install
 
 
 def python_of(prefix: Path) -> Path:

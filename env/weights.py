@@ -20,11 +20,11 @@ from pathlib import Path
 
 import psutil
 
+from i2vkit.catalogue import Model
 from i2vkit.errors import ConfigError, I2VKitError
+from i2vkit.mirrors.catalogue import Catalogue
+from i2vkit.mirrors.catalogue import Plan as MirrorPlan
 from i2vkit.settings import Settings
-from mirrors.catalogue import Catalogue
-from mirrors.catalogue import Plan as MirrorPlan
-from runtime.catalogue import Model
 
 
 class WeightsError(I2VKitError, RuntimeError):
@@ -49,7 +49,7 @@ def patterns(model: Model) -> list[str]:
 
 def cached(model: Model, app: Settings) -> Path | None:
     """The snapshot folder if every needed file is already in the cache (no network)."""
-    from runtime.loader import cached_snapshot
+    from i2vkit.runtime.loader import cached_snapshot
 
     folder = cached_snapshot(model, app)
     if folder is None:
@@ -155,7 +155,7 @@ def build_demo(model: Model, app: Settings, python: Path | None) -> Path:
     if (folder / "model_index.json").exists():
         return folder
     code = (
-        "import sys; from pathlib import Path; from runtime import demo; "
+        "import sys; from pathlib import Path; from i2vkit.runtime import demo; "
         "demo.save(Path(sys.argv[1]), sys.argv[2])"
     )
     done = subprocess.run(

@@ -72,3 +72,59 @@ class PortBusyError(I2VKitError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ModelNotReadyError(I2VKitError, FileNotFoundError):
+    """The model's files are not on disk (setup has not run)."""
+
+
+class RequestError(I2VKitError, ValueError):
+    """A generation setting is out of bounds; the message names it and the allowed range."""
+
+
+class WontFitError(I2VKitError, MemoryError):
+    """The memory planner predicts the job would run out of memory; `fits` are settings that would
+    fit (each a short human phrase, e.g. 'height=512, width=512')."""
+
+    def __init__(self, message: str, fits: Iterable[str] = ()) -> None:
+        self.fits = tuple(fits)
+        tail = f"; settings that fit: {' | '.join(self.fits)}" if self.fits else ""
+        super().__init__(message + tail)
+
+
+class OutOfMemoryError(I2VKitError, MemoryError):
+    """The device ran out of memory even after the safer retry."""
+
+
+class NaNOutputError(I2VKitError, ArithmeticError):
+    """The model produced NaN (half-precision overflow, usually)."""
+
+
+class CancelledError(I2VKitError):
+    """The job was cancelled; raised at the next denoising step."""
+
+
+class EngineUnreachableError(I2VKitError, ConnectionError):
+    """No Docker engine answers where the client looked."""
+
+    def __init__(self, where: str, how: str, cause: str) -> None:
+        self.where = where
+        self.cause = cause
+        super().__init__(
+            f"no Docker engine answers at {where} ({how}): start the daemon "
+            "(`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST at a running "
+            f"one (e.g. DOCKER_HOST=unix:///path/to/docker.sock or ssh://user@host); {cause}"
+        )
+
+
+class BuildError(I2VKitError, RuntimeError):
+    """The image build failed at a step; `step` is the Dockerfile step that failed."""
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        self.step = step
+        where = f" at {step!r}" if step else ""
+        super().__init__(f"the build failed{where}: {message}")
+
+
+class PushError(I2VKitError, RuntimeError):
+    """The registry refused or could not take the image."""

@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from images.errors import BuildError, PushError
-from images.plan import BuildPlan
-from images.secrets import TokenServer
+from i2vkit.errors import BuildError, PushError
+from i2vkit.images.plan import BuildPlan
+from i2vkit.images.secrets import TokenServer
 
 Say = Callable[[str], None]
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")

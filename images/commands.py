@@ -13,12 +13,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from i2vkit.images import build as builder
+from i2vkit.images import engine
+from i2vkit.images import run as runner
+from i2vkit.images.plan import DEFAULT_BASE, BuildPlan, make_plan
+from i2vkit.images.secrets import find_token
 from i2vkit.settings import Settings
-from images import build as builder
-from images import engine
-from images import run as runner
-from images.plan import DEFAULT_BASE, BuildPlan, make_plan
-from images.secrets import find_token
 
 
 def _gb(n: int) -> str:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from images.errors import EngineUnreachableError
+from i2vkit.errors import EngineUnreachableError
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 

@@ -22,11 +22,11 @@ from pydantic import Field
 
 from i2vkit import __version__
 from i2vkit.data import StrictModel, load_toml
+from i2vkit.mirrors import render
+from i2vkit.mirrors.catalogue import Catalogue, Plan, TorchEndpoint, load
+from i2vkit.mirrors.commands import plan_for
 from i2vkit.net import is_loopback
 from i2vkit.settings import Settings
-from mirrors import render
-from mirrors.catalogue import Catalogue, Plan, TorchEndpoint, load
-from mirrors.commands import plan_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "images/Dockerfile"  # relative to the build context, the project's root
@@ -98,15 +98,15 @@ class BuildPlan:
 
 def choosable_variants() -> tuple[str, ...]:
     """The torch wheel variants `invoke doctor` can choose for the pinned torch."""
-    from runtime import advice, catalogue
+    from i2vkit import advice, catalogue
 
     return advice.choosable(catalogue.torch_variants())
 
 
 def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     """(variant, why): 'auto' asks the doctor about this host; a name must be choosable."""
-    from runtime import advice, catalogue
-    from runtime.hardware import detect_host
+    from i2vkit import advice, catalogue
+    from i2vkit.host import detect_host
 
     decision = advice.variant_for(
         cuda, catalogue.torch_variants(), lambda: detect_host(settings.hub_cache)
@@ -117,7 +117,7 @@ def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
 def lock_hash(variant: str, root: Path = ROOT) -> str:
     """The hash the image's own `invoke setup --backend venv` records for its env: one function
     (env.plan.lock_hash), so the label and the env's state agree."""
-    from env.plan import lock_hash as env_lock_hash
+    from i2vkit.env.plan import lock_hash as env_lock_hash
 
     digest, _files = env_lock_hash(variant, "venv", root / "env" / "requirements" / "runtime.txt")
     return f"sha256:{digest}"
@@ -237,7 +237,7 @@ def make_plan(
     root: Path = ROOT,
 ) -> BuildPlan:
     """Everything the build will do, decided up front; nothing is built or fetched here."""
-    from runtime import catalogue as models
+    from i2vkit import catalogue as models
 
     entry = models.model(model)  # raises UnknownNameError listing the known models
     variant, why = resolve_variant(cuda, settings)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from i2vkit.errors import ConfigError
-from images.plan import SERVE_PORT
+from i2vkit.images.plan import SERVE_PORT
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mirrors import render
-from mirrors.catalogue import KINDS, Catalogue, Plan, TorchEndpoint, choose, load
-from mirrors.probe import Measurement, ProbeResult, probe
+from i2vkit.mirrors import render
+from i2vkit.mirrors.catalogue import KINDS, Catalogue, Plan, TorchEndpoint, choose, load
+from i2vkit.mirrors.probe import Measurement, ProbeResult, probe
 
 SCHEMA = "i2vkit.mirrors/1"
 

@@ -30,9 +30,9 @@ import httpx
 
 from i2vkit import tools
 from i2vkit.errors import ConfigError, I2VKitError
-from mirrors.catalogue import Catalogue, Plan, TorchEndpoint
-from mirrors.probe import describe_error
-from mirrors.rewrite import mirror_of
+from i2vkit.mirrors.catalogue import Catalogue, Plan, TorchEndpoint
+from i2vkit.mirrors.probe import describe_error
+from i2vkit.mirrors.rewrite import mirror_of
 
 _LOG_LINE = re.compile(r"^\s*(?:DEBUG|TRACE|INFO)\s")
 READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging

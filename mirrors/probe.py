@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from mirrors.catalogue import KINDS, Catalogue, CondaEndpoint, Endpoint, TorchEndpoint
+from i2vkit.mirrors.catalogue import KINDS, Catalogue, CondaEndpoint, Endpoint, TorchEndpoint
 
 DEADLINE_S = 2.5  # whole probe, wall clock: the budget is 3 s including start-up
 CONNECT_S = 1.5  # DNS + TCP + TLS for one endpoint

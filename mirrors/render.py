@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from i2vkit.errors import ConfigError
-from mirrors.catalogue import CondaEndpoint, Plan, TorchEndpoint
+from i2vkit.mirrors.catalogue import CondaEndpoint, Plan, TorchEndpoint
 
 CONDA_CUSTOM_CHANNELS = ("conda-forge", "pytorch")
 DAEMON_JSON = Path("/etc/docker/daemon.json")

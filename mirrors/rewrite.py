@@ -12,8 +12,15 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from mirrors.catalogue import Catalogue, CondaEndpoint, Mirror, Plan, PypiEndpoint, TorchEndpoint
-from mirrors.render import CONDA_CUSTOM_CHANNELS
+from i2vkit.mirrors.catalogue import (
+    Catalogue,
+    CondaEndpoint,
+    Mirror,
+    Plan,
+    PypiEndpoint,
+    TorchEndpoint,
+)
+from i2vkit.mirrors.render import CONDA_CUSTOM_CHANNELS
 
 CANONICAL = "default"
 _URL = re.compile(r"https?://[^\s\"'<>)\]]+")

@@ -17,11 +17,18 @@ from typing import Any
 
 import torch
 
+from i2vkit import request
+from i2vkit.runtime import fullsize
+from i2vkit.runtime.generation import FAMILIES, Job
+from i2vkit.runtime.loader import (
+    choose_device,
+    choose_dtype,
+    model_folder,
+    quiet_libraries,
+    torch_dtype,
+)
+from i2vkit.runtime.measure import PeakMemory
 from i2vkit.settings import Settings as AppSettings
-from runtime import fullsize, request
-from runtime.generation import FAMILIES, Job
-from runtime.loader import choose_device, choose_dtype, model_folder, quiet_libraries, torch_dtype
-from runtime.measure import PeakMemory
 
 
 @dataclass
@@ -65,7 +72,7 @@ class StepTimer:
 def _pipeline(app: AppSettings, model: str, random_weights: bool, device: str) -> Any:
     from diffusers import DiffusionPipeline
 
-    from runtime import catalogue
+    from i2vkit import catalogue
 
     entry = catalogue.model(model)
     if random_weights and not entry.local:

@@ -15,17 +15,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from i2vkit import planner, request
+from i2vkit.runtime.loader import Loader
+from i2vkit.runtime.runner import Runtime
 from i2vkit.settings import Settings as AppSettings
-from runtime import planner, request
-from runtime.engine import Runtime
-from runtime.loader import Loader
 
 SIZES = ((128, 4), (256, 8))  # (square side, frames): small enough for CPU calibration
 
 
 def _measure(runtime: Runtime, s: request.Settings, image: Any, out: Path) -> dict[str, int]:
-    from runtime.generation import FAMILIES, Job
-    from runtime.measure import PeakMemory
+    from i2vkit.runtime.generation import FAMILIES, Job
+    from i2vkit.runtime.measure import PeakMemory
 
     loaded = runtime.setup()
     with PeakMemory(loaded.device) as meter:

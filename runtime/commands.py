@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from i2vkit import request
+from i2vkit.runtime.loader import Loader
+from i2vkit.runtime.pictures import load_image
+from i2vkit.runtime.runner import Result, Runtime
 from i2vkit.settings import Settings as AppSettings
-from runtime import request
-from runtime.engine import Result, Runtime
-from runtime.images import load_image
-from runtime.loader import Loader
 
 GIB = 1024**3
 
@@ -106,7 +106,7 @@ def bench(
     repeat: int = 3,
     compile_unet: bool = False,
 ) -> dict[str, Any]:
-    from runtime import bench as b
+    from i2vkit.runtime import bench as b
 
     s = request.make(app.model, "preview", prompt="a boat sails at sunset", **overrides)
     picture = load_image(image) if image else gradient(s.height, s.width)
@@ -118,7 +118,7 @@ def bench(
 
 
 def calibrate(app: AppSettings, dtype: str | None, device: str | None, console: Any) -> Any:
-    from runtime import calibrate as cal
+    from i2vkit.runtime import calibrate as cal
 
     with console.status(f"calibrating {app.model} at {len(cal.SIZES)} sizes ..."):
         profile = cal.calibrate(app, gradient(256, 256), device, dtype)

@@ -13,15 +13,15 @@ from typing import Any
 
 import torch
 
-from runtime import catalogue, demo
-from runtime.request import Settings
+from i2vkit.request import Settings
+from i2vkit.runtime import demo
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-CONFIGS = catalogue.DATA / "fullsize"
+CONFIGS = Path(__file__).with_name("data") / "fullsize"
 
 
 def config(family: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.errors import CancelledError, NaNOutputError
-from runtime.request import Settings
+from i2vkit.errors import CancelledError, NaNOutputError
+from i2vkit.request import Settings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

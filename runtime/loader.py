@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i2vkit.errors import ConfigError
+from i2vkit import catalogue
+from i2vkit.catalogue import Model
+from i2vkit.errors import ConfigError, ModelNotReadyError
+from i2vkit.runtime import demo
 from i2vkit.settings import Settings
-from runtime import catalogue, demo
-from runtime.catalogue import Model
-from runtime.errors import ModelNotReadyError
 
 DTYPES = ("fp32", "fp16", "bf16")
 

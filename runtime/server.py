@@ -21,12 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from i2vkit.errors import I2VKitError
-from runtime import catalogue, planner, request
-from runtime.errors import RequestError, WontFitError
-from runtime.images import load_image
-from runtime.jobs import FINAL, Job, JobNotFoundError, QueueFullError
-from runtime.service import ServeConfig, Service
+from i2vkit import catalogue, planner, request
+from i2vkit.errors import I2VKitError, RequestError, WontFitError
+from i2vkit.runtime.jobs import FINAL, Job, JobNotFoundError, QueueFullError
+from i2vkit.runtime.pictures import load_image
+from i2vkit.runtime.service import ServeConfig, Service
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 COOKIE = "i2vkit_token"

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from i2vkit import request
 from i2vkit.errors import ConfigError
 from i2vkit.net import is_loopback
+from i2vkit.runtime.jobs import JobStore
+from i2vkit.runtime.loader import Loader
+from i2vkit.runtime.metrics import Metrics
+from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.worker import Worker, busy
 from i2vkit.settings import Settings as AppSettings
-from runtime import request
-from runtime.engine import Runtime
-from runtime.jobs import JobStore
-from runtime.loader import Loader
-from runtime.metrics import Metrics
-from runtime.worker import Worker, busy
 
 log = logging.getLogger("i2vkit.server")
 
@@ -151,8 +151,8 @@ class Service:
         """Two steps at the default preset's size, so the first user's job does not pay for
         kernel selection and allocator growth at those shapes (measured: the first jobs after
         a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
-        from runtime.commands import gradient
-        from runtime.errors import WontFitError
+        from i2vkit.errors import WontFitError
+        from i2vkit.runtime.commands import gradient
 
         s = request.make(self.config.model, self.config.preset, steps=2)
         try:

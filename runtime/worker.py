@@ -11,17 +11,17 @@ import threading
 import traceback
 from typing import Any
 
-from runtime import request
-from runtime.engine import Runtime
-from runtime.errors import (
+from i2vkit import request
+from i2vkit.errors import (
     CancelledError,
     NaNOutputError,
     OutOfMemoryError,
     RequestError,
     WontFitError,
 )
-from runtime.jobs import Job, JobStore
-from runtime.metrics import Metrics
+from i2vkit.runtime.jobs import Job, JobStore
+from i2vkit.runtime.metrics import Metrics
+from i2vkit.runtime.runner import Runtime
 
 log = logging.getLogger("i2vkit.worker")
 

@@ -132,7 +132,7 @@ def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def conda_lockfile(tmp_path_factory: pytest.TempPathFactory, conda_channel: Path) -> Path:
     """A conda-lock v1 lockfile for linux-64 and linux-aarch64, solved against the local
     channel as a mirror of conda-forge: it holds canonical conda.anaconda.org URLs."""
-    from env import condalock
+    from i2vkit.env import condalock
     from tests.env.conda_fixtures import CANONICAL_CF, SPEC
 
     folder = tmp_path_factory.mktemp("conda-lock")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from env import conda, condalock
-from env.conda_exe import detect
-from mirrors.catalogue import Catalogue, choose, from_data
-from mirrors.rewrite import to_canonical
+from i2vkit.env import conda, condalock
+from i2vkit.env.conda_exe import detect
+from i2vkit.mirrors.catalogue import Catalogue, choose, from_data
+from i2vkit.mirrors.rewrite import to_canonical
 from tests.env.conda_fixtures import catalogue_data, mirror_tree
 from tests.env.test_conda_lock import SOLVED, render_explicit
 from tests.fixtures.mirror_servers import StaticServer, closed_port

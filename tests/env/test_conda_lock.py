@@ -11,7 +11,7 @@ import pytest
 import rattler
 import yaml
 
-from env import condalock
+from i2vkit.env import condalock
 from tests.env.conda_fixtures import CANONICAL_CF, SPEC
 
 PLATFORMS = ("linux-64", "linux-aarch64")

@@ -16,7 +16,7 @@ from tests.fixtures.olah_hub import OlahHub
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
-    from runtime import demo
+    from i2vkit.runtime import demo
 
     root = tmp_path_factory.mktemp("olah")
     model = demo.save(root / "model", "i2vgen-xl")
@@ -47,9 +47,9 @@ def test_setup_fetches_the_demo_from_the_hub_and_the_runtime_loads_it_offline(
 
     # the runtime, offline, finds it in the cache (not the locally built fallback) and runs it
     code = (
-        "from i2vkit.settings import resolve; from runtime.loader import Loader; "
-        "from runtime import request; from runtime.generation import FAMILIES, Job; "
-        "from runtime.commands import gradient; "
+        "from i2vkit.settings import resolve; from i2vkit.runtime.loader import Loader; "
+        "from i2vkit import request; from i2vkit.runtime.generation import FAMILIES, Job; "
+        "from i2vkit.runtime.commands import gradient; "
         "app = resolve(); loaded = Loader('demo', app).get(); "
         "print(loaded.pipe.name_or_path); "
         "s = request.make('demo', 'preview', height=64, width=64, frames=2, steps=1); "

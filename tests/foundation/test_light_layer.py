@@ -13,16 +13,16 @@ from tests.conftest import ROOT
 LIGHT_MODULES = [
     "tasks",
     "i2vkit.settings",
-    "runtime.hardware",
-    "runtime.advice",
-    "runtime.doctor",
+    "i2vkit.host",
+    "i2vkit.advice",
+    "i2vkit.doctor",
     "mirrors",
     "env.setup",
     "env.weights",
     "env.commands",
     "env.lock",
     "runtime.loader",
-    "runtime.planner",
+    "i2vkit.planner",
     "images",
 ]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.video import read_mp4
+from i2vkit.runtime.video import read_mp4
 from tests.helpers import fresh, readme
 
 PORT = 7860  # the command's own default: the README says to open http://127.0.0.1:7860

@@ -21,10 +21,10 @@ import pytest
 from rich.console import Console
 
 from i2vkit.errors import ConfigError
+from i2vkit.images import build as builder
+from i2vkit.images import commands
+from i2vkit.images.plan import make_plan
 from i2vkit.settings import resolve
-from images import build as builder
-from images import commands
-from images.plan import make_plan
 from tests.fixtures.mirror_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

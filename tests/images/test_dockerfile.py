@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 from i2vkit import tools
+from i2vkit.images.plan import make_plan, mirror_config
+from i2vkit.mirrors import render
+from i2vkit.mirrors.catalogue import choose, load
 from i2vkit.settings import resolve
-from images.plan import make_plan, mirror_config
-from mirrors import render
-from mirrors.catalogue import choose, load
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "images" / "Dockerfile"
@@ -139,7 +139,7 @@ def test_setup_imports_only_what_the_env_and_weights_stages_copy():
     for path in (ROOT / "env").glob("*.py"):
         text = path.read_text()
         imported |= set(re.findall(r"from runtime\.(\w+) import", text))
-        for names in re.findall(r"from runtime import ([\w, ]+)", text):
+        for names in re.findall(r"from i2vkit.runtime import ([\w, ]+)", text):
             imported |= {n.strip() for n in names.split(",")}
         imported |= set(re.findall(r"import runtime\.(\w+)", text))
         imported |= set(re.findall(r"runtime\.(\w+)\b", text)) - {"txt"}

@@ -11,10 +11,10 @@ import urllib.request
 import pytest
 from rich.console import Console
 
+from i2vkit.errors import EngineUnreachableError
+from i2vkit.images import commands, engine
+from i2vkit.images.secrets import TokenServer, find_token
 from i2vkit.settings import resolve
-from images import commands, engine
-from images.errors import EngineUnreachableError
-from images.secrets import TokenServer, find_token
 from tests.fixtures.mirror_servers import free_port
 
 

@@ -9,13 +9,13 @@ import socket
 import pytest
 from rich.console import Console
 
+from i2vkit import catalogue as models
 from i2vkit.errors import UnknownNameError
+from i2vkit.images import commands
+from i2vkit.images.plan import choosable_variants, make_plan
+from i2vkit.mirrors import render
+from i2vkit.mirrors.catalogue import choose, load
 from i2vkit.settings import resolve
-from images import commands
-from images.plan import choosable_variants, make_plan
-from mirrors import render
-from mirrors.catalogue import choose, load
-from runtime import catalogue as models
 from tests.conftest import run_invoke
 
 TOKEN = "hf_plan_test_SECRET_0123456789"

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from i2vkit import tools
-from images.plan import choosable_variants
+from i2vkit.images.plan import choosable_variants
 from tests.images.conftest import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]

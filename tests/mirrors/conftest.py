@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrors.catalogue import Catalogue, from_data
+from i2vkit.mirrors.catalogue import Catalogue, from_data
 from tests.fixtures.mirror_servers import (
     DelayProxy,
     PypiServer,

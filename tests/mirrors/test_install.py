@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mirrors.catalogue import choose
-from mirrors.commands import plan_for
-from mirrors.install import InstallError, InstallResult, install
+from i2vkit.mirrors.catalogue import choose
+from i2vkit.mirrors.commands import plan_for
+from i2vkit.mirrors.install import InstallError, InstallResult, install
 from tests.fixtures.mirror_servers import DelayProxy, PypiServer, wait_until
 from tests.mirrors.conftest import VARIANT, catalogue_for, installed
 

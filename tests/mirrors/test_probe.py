@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from mirrors.catalogue import choose
-from mirrors.commands import main, plan_for
-from mirrors.probe import ProbeResult, probe
+from i2vkit.mirrors.catalogue import choose
+from i2vkit.mirrors.commands import main, plan_for
+from i2vkit.mirrors.probe import ProbeResult, probe
 from tests.conftest import ROOT
 from tests.mirrors.conftest import SLOW_S, catalogue_for
 
@@ -76,7 +76,8 @@ def test_real_catalogue_probe_in_a_fresh_interpreter_reports_every_mirror():
     """On this machine every outside mirror is unreachable (or, for the few hosts the test bed
     allows, answers); the table comes back either way, each mirror with a result."""
     code = (
-        "from mirrors import catalogue, commands; commands.main(catalogue.load(), probe_now=True)"
+        "from i2vkit.mirrors import catalogue, commands; "
+        "commands.main(catalogue.load(), probe_now=True)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,

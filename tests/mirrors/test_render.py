@@ -9,9 +9,10 @@ import sys
 
 import yaml
 
-from mirrors import render
-from mirrors.catalogue import choose, load
-from mirrors.commands import main
+from i2vkit import tools
+from i2vkit.mirrors import render
+from i2vkit.mirrors.catalogue import choose, load
+from i2vkit.mirrors.commands import main
 from tests.mirrors.conftest import VARIANT, catalogue_for, installed
 
 
@@ -46,7 +47,8 @@ def test_uv_reads_the_uv_toml_with_the_explicit_flat_torch_index(stand_ins, venv
     env = _host_free_env(tmp_path) | {"UV_CACHE_DIR": str(tmp_path / "uv-cache")}
     python = venv / "bin" / "python"
     subprocess.run(
-        ["uv", "pip", "install", "--config-file", venv / "uv.toml", "--python", python, "beta"],
+        [tools.uv(), "pip", "install", "--config-file", venv / "uv.toml", "--python", python,
+         "beta"],
         env=env, check=True, timeout=120, capture_output=True,
     )  # fmt: skip
     assert aliyun.fetched()[before:] == ["beta-1.0-py3-none-any.whl"]

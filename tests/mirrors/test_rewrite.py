@@ -6,8 +6,8 @@ import hashlib
 import subprocess
 import sys
 
-from mirrors.catalogue import choose, from_data, load
-from mirrors.rewrite import mirror_of, rewrite_url, rules, to_canonical, to_mirror
+from i2vkit.mirrors.catalogue import choose, from_data, load
+from i2vkit.mirrors.rewrite import mirror_of, rewrite_url, rules, to_canonical, to_mirror
 from tests.mirrors.conftest import installed
 
 LOCK = """\

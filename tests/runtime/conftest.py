@@ -14,7 +14,7 @@ from i2vkit.settings import resolve
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An i2vkit home whose models/ holds the saved tiny `demo` and `demo-svd`."""
-    from runtime import demo
+    from i2vkit.runtime import demo
 
     home = tmp_path_factory.mktemp("i2vkit-home")
     demo.save(home / "models" / "demo", "i2vgen-xl")

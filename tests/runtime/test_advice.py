@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from i2vkit import advice, catalogue
 from i2vkit.errors import UnknownNameError
-from runtime import advice, catalogue
-from runtime.hardware import Gpu, Host, Nvidia
+from i2vkit.host import Gpu, Host, Nvidia
 
 GIB = 1024**3
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from runtime.doctor import SCHEMA_PATH
+from i2vkit.doctor import SCHEMA_PATH
 from tests.conftest import run_invoke
 
 MIB = 1024**2

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import fullsize, planner, request
-from runtime.calibrate import calibrate, save
-from runtime.commands import gradient
-from runtime.video import read_mp4
+from i2vkit import planner, request
+from i2vkit.runtime import fullsize
+from i2vkit.runtime.calibrate import calibrate, save
+from i2vkit.runtime.commands import gradient
+from i2vkit.runtime.video import read_mp4
 from tests.conftest import run_invoke
 
 

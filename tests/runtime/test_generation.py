@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from runtime import request
-from runtime.engine import Runtime
-from runtime.errors import CancelledError, RequestError
-from runtime.generation import FAMILIES, Job, encode_text
-from runtime.loader import Loader
-from runtime.video import read_mp4
+from i2vkit import request
+from i2vkit.errors import CancelledError, RequestError
+from i2vkit.runtime.generation import FAMILIES, Job, encode_text
+from i2vkit.runtime.loader import Loader
+from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.video import read_mp4
 
 SMALL = dict(height=64, width=64, frames=4, steps=3, decode_chunk=2)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.errors import RequestError
-from runtime.images import MAX_PIXELS, load_image
+from i2vkit.errors import RequestError
+from i2vkit.runtime.pictures import MAX_PIXELS, load_image
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime import calibrate, planner, request
-from runtime.engine import Runtime
-from runtime.errors import NaNOutputError, OutOfMemoryError, WontFitError
-from runtime.loader import Loader
-from runtime.video import read_mp4
+from i2vkit import planner, request
+from i2vkit.errors import NaNOutputError, OutOfMemoryError, WontFitError
+from i2vkit.runtime import calibrate
+from i2vkit.runtime.loader import Loader
+from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.video import read_mp4
 
 GIB = 1024**3
 

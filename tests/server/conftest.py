@@ -87,7 +87,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from runtime import demo
+    from i2vkit.runtime import demo
 
     home = tmp_path_factory.mktemp("server-demo-home")
     demo.save(home / "models" / "demo", "i2vgen-xl")

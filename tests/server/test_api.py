@@ -8,7 +8,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from runtime.video import read_mp4
+from i2vkit.runtime.video import read_mp4
 from tests.server.helpers import events, png, submit, wait
 
 

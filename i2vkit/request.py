@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from runtime import catalogue
-from runtime.errors import RequestError
+from i2vkit import catalogue
+from i2vkit.errors import RequestError
 
 SCHEDULERS = ("ddim", "dpm++", "euler")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from pydantic import Field
 
+from i2vkit import catalogue
 from i2vkit.data import StrictModel, load_toml
-from runtime import catalogue
-from runtime.errors import WontFitError
-from runtime.request import Settings
+from i2vkit.errors import WontFitError
+from i2vkit.request import Settings
 
 GIB = 1024**3
 MARGIN = 0.90  # plan to use at most 90% of what is free: allocator fragmentation, other users
@@ -165,7 +165,7 @@ def preset_fits(
     model: str, device: str, dtype: str, total: int, home: Path | None = None
 ) -> list[tuple[str, bool, Estimate]]:
     """Which presets fit a device of `total` bytes, with the estimate: replaces doctor's tiers."""
-    from runtime import request
+    from i2vkit import request
 
     profile = profile_for(model, device, dtype, home)
     out = []

@@ -12,10 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from i2vkit import __version__
+from i2vkit import __version__, advice, catalogue
+from i2vkit.host import Host, detect_host
 from i2vkit.settings import Settings
-from runtime import advice, catalogue
-from runtime.hardware import Host, detect_host
 
 SCHEMA = "i2vkit.doctor/1"
 SCHEMA_PATH = Path(__file__).with_name("data") / "doctor.schema.json"

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from i2vkit import planner, request
+from i2vkit.errors import OutOfMemoryError, RequestError
+from i2vkit.runtime.generation import FAMILIES, Job, Progress
+from i2vkit.runtime.loader import Loaded, Loader
+from i2vkit.runtime.measure import PeakMemory
+from i2vkit.runtime.video import write_mp4
 from i2vkit.settings import Settings as AppSettings
-from runtime import planner, request
-from runtime.errors import OutOfMemoryError, RequestError
-from runtime.generation import FAMILIES, Job, Progress
-from runtime.loader import Loaded, Loader
-from runtime.measure import PeakMemory
-from runtime.video import write_mp4
 
 
 @dataclass

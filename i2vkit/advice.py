@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
+from i2vkit.catalogue import Model, Preset, TorchVariant, TorchVariants
 from i2vkit.errors import UnknownNameError
-from runtime.catalogue import Model, Preset, TorchVariant, TorchVariants
-from runtime.hardware import Gpu, Host
+from i2vkit.host import Gpu, Host
 
 GIB = 1024**3
 MIN_PYTHON = (3, 10)  # pyproject.toml's requires-python
@@ -189,7 +189,7 @@ def choose_torch_variant(host: Host, table: TorchVariants) -> Decision:
 def fit_presets(host: Host, presets: tuple[Preset, ...], model: str = "i2vgen-xl") -> TierDecision:
     """Which presets each device runs, by the memory planner's estimate for `model` at the
     device's dtype (bf16 or fp16), and the host's tier (its best device's)."""
-    from runtime import planner
+    from i2vkit import planner
 
     gpus = host.nvidia.gpus
     if not gpus:

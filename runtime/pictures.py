@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import RequestError
+from i2vkit.errors import RequestError
 
 MAX_PIXELS = 40_000_000  # 40 MP: larger than any camera image people send; bombs are far larger
 
