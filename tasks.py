@@ -344,8 +344,8 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = _runtime(c, model=model, token=token)
-    from i2vkit.runtime.serve import main
-    from i2vkit.runtime.service import ServeConfig
+    from i2vkit.runtime.server import main
+    from i2vkit.runtime.server.service import ServeConfig
 
     try:
         config = ServeConfig(

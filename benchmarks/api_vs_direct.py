@@ -3,7 +3,7 @@ the status-polling rate the server sustains while a job runs, and what polling c
 
     python benchmarks/api_vs_direct.py [--steps 10] [--repeat 3] [--poll-seconds 10]
 
-Direct: `Runtime.generate` in this process (model loaded and warmed first). API: `invoke serve`
+Direct: `Runner.generate` in this process (model loaded and warmed first). API: `invoke serve`
 in a child process; the time from POST to the `done` event. Both medians of --repeat runs,
 measured one after the other so they never share the CPU.
 """
@@ -27,26 +27,26 @@ import httpx  # noqa: E402
 from i2vkit import request  # noqa: E402
 from i2vkit.runtime.commands import gradient  # noqa: E402
 from i2vkit.runtime.loader import Loader  # noqa: E402
-from i2vkit.runtime.runner import Runtime  # noqa: E402
+from i2vkit.runtime.runner import Runner  # noqa: E402
 from i2vkit.settings import resolve  # noqa: E402
 from tests.server.conftest import Server  # noqa: E402
 
 
-def direct(home: Path, s: request.Settings, repeat: int) -> float:
+def direct(home: Path, s: request.Request, repeat: int) -> float:
     app = resolve({"home": str(home)}, {}, {})
-    runtime = Runtime(Loader(s.model, app), app)
+    runner = Runner(Loader(s.model, app), app)
     image = gradient(s.height, s.width)
     with tempfile.TemporaryDirectory() as tmp:
-        runtime.generate(s.replace(steps=1), image, Path(tmp) / "warm.mp4")
+        runner.generate(s.replace(steps=1), image, Path(tmp) / "warm.mp4")
         times = []
         for i in range(repeat):
             start = time.perf_counter()
-            runtime.generate(s, image, Path(tmp) / f"{i}.mp4")
+            runner.generate(s, image, Path(tmp) / f"{i}.mp4")
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def via_api(url: str, s: request.Settings, png: bytes) -> float:
+def via_api(url: str, s: request.Request, png: bytes) -> float:
     fields = {k: str(getattr(s, k)) for k in ("height", "width", "frames", "steps", "seed")}
     start = time.perf_counter()
     job = httpx.post(f"{url}/v1/jobs", data=fields, files={"image": ("in.png", png)}).json()
@@ -84,12 +84,12 @@ def main() -> None:
     parser.add_argument("--poll-seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
-    from i2vkit.runtime import demo
+    from i2vkit.runtime import twins
 
     s = request.make("demo", "preview", steps=args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        demo.save(home / "models" / "demo")
+        twins.save(home / "models" / "demo")
         direct_s = direct(home, s, args.repeat)
         buf = __import__("io").BytesIO()
         gradient(s.height, s.width).save(buf, "PNG")

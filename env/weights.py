@@ -155,8 +155,8 @@ def build_demo(model: Model, app: Settings, python: Path | None) -> Path:
     if (folder / "model_index.json").exists():
         return folder
     code = (
-        "import sys; from pathlib import Path; from i2vkit.runtime import demo; "
-        "demo.save(Path(sys.argv[1]), sys.argv[2])"
+        "import sys; from pathlib import Path; from i2vkit.runtime import twins; "
+        "twins.save(Path(sys.argv[1]), sys.argv[2])"
     )
     done = subprocess.run(
         [str(python or "python3"), "-c", code, str(folder), model.family],

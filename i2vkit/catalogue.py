@@ -73,7 +73,7 @@ class Model(StrictModel):
 
     @property
     def local(self) -> bool:
-        """Built by i2vkit (runtime/demo.py), not downloaded."""
+        """Built by i2vkit (runtime/twins.py), not downloaded."""
         return self.name.startswith("demo")
 
 

@@ -128,3 +128,18 @@ class BuildError(I2VKitError, RuntimeError):
 
 class PushError(I2VKitError, RuntimeError):
     """The registry refused or could not take the image."""
+
+
+class QueueFullError(I2VKitError, RuntimeError):
+    """The server's bounded queue has no room; retry after `retry_after` seconds."""
+
+    def __init__(self, size: int, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"the queue is full ({size} jobs); retry in {retry_after} s")
+
+
+class JobNotFoundError(I2VKitError, KeyError):
+    """No job has that id (or the id is not one i2vkit could have made)."""
+
+    def __str__(self) -> str:
+        return "no such job"

@@ -17,7 +17,7 @@ from pydantic import Field
 from i2vkit import catalogue
 from i2vkit.data import StrictModel, load_toml
 from i2vkit.errors import WontFitError
-from i2vkit.request import Settings
+from i2vkit.request import Request
 
 GIB = 1024**3
 MARGIN = 0.90  # plan to use at most 90% of what is free: allocator fragmentation, other users
@@ -97,7 +97,7 @@ def profile_for(model: str, device: str, dtype: str, home: Path | None = None) -
     )
 
 
-def estimate(s: Settings, profile: Profile) -> Estimate:
+def estimate(s: Request, profile: Profile) -> Estimate:
     cfg_batch = 2 if s.guidance > 1 else 1
     positions = cfg_batch * s.frames * (s.height // 8) * (s.width // 8)
     pixels = min(s.decode_chunk, s.frames) * s.height * s.width
@@ -110,14 +110,14 @@ def estimate(s: Settings, profile: Profile) -> Estimate:
     )
 
 
-def fits(s: Settings, profile: Profile, free: int) -> bool:
+def fits(s: Request, profile: Profile, free: int) -> bool:
     return estimate(s, profile).peak <= free * MARGIN
 
 
-def alternatives(s: Settings, profile: Profile, free: int) -> list[str]:
+def alternatives(s: Request, profile: Profile, free: int) -> list[str]:
     """Nearby settings that would fit, smallest change first."""
     found: list[str] = []
-    candidates: list[tuple[str, Settings]] = []
+    candidates: list[tuple[str, Request]] = []
     if s.decode_chunk > 1:
         candidates.append(("decode_chunk=1", s.replace(decode_chunk=1)))
     for preset in reversed(catalogue.presets()):
@@ -136,7 +136,7 @@ def alternatives(s: Settings, profile: Profile, free: int) -> list[str]:
     return found
 
 
-def check(s: Settings, profile: Profile, free: int) -> Estimate:
+def check(s: Request, profile: Profile, free: int) -> Estimate:
     """The estimate if the job fits in `free` bytes; else WontFitError with what would fit."""
     est = estimate(s, profile)
     if est.peak <= free * MARGIN:

@@ -15,7 +15,7 @@ SCHEDULERS = ("ddim", "dpm++", "euler")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Request:
     """What a job runs with, after the preset and the overrides are merged."""
 
     model: str
@@ -31,16 +31,16 @@ class Settings:
     prompt: str = ""
     negative_prompt: str = ""
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: object) -> Request:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def make(model: str, preset: str = "preview", **overrides: object) -> Settings:
+def make(model: str, preset: str = "preview", **overrides: object) -> Request:
     """Merge `preset` and the model's defaults with `overrides` (None = not given), checked."""
     entry = catalogue.model(model)
     base = catalogue.preset(preset)
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(given) - {f.name for f in dataclasses.fields(Request)}
     if unknown:
         raise RequestError(f"unknown setting {sorted(unknown)[0]!r}")
     values: dict[str, object] = {
@@ -56,12 +56,12 @@ def make(model: str, preset: str = "preview", **overrides: object) -> Settings:
         "scheduler": entry.scheduler,
     }
     values.update({k: _coerce(k, v) for k, v in given.items()})
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Request(**values)  # type: ignore[arg-type]
     check(settings)
     return settings
 
 
-_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+_TYPES = {f.name: f.type for f in dataclasses.fields(Request)}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -85,7 +85,7 @@ def _bounded(name: str, value: float, low: float, high: float) -> None:
         raise RequestError(f"{name}={value} is out of range; allowed: {low:g} to {high:g}")
 
 
-def check(s: Settings) -> None:
+def check(s: Request) -> None:
     """Every numeric setting bounded, sizes aligned, names known; raises RequestError."""
     lim = catalogue.limits()
     for name in ("height", "width"):
@@ -109,7 +109,7 @@ def check(s: Settings) -> None:
             raise RequestError(f"{name} is longer than {lim.prompt_max_chars} characters")
 
 
-def quality_warnings(s: Settings) -> list[str]:
+def quality_warnings(s: Request) -> list[str]:
     """Settings known to hurt quality (the seed's notes); advice, not refusal."""
     advice = catalogue.quality_advice()
     entry = catalogue.model(s.model)

@@ -36,7 +36,7 @@ class Step:
 
 
 @dataclass
-class Progress:
+class BuildStream:
     """Reads the engine's JSON stream; keeps the steps and hands output lines to `say`."""
 
     say: Say
@@ -149,7 +149,7 @@ def build(
     started = time.perf_counter()
     args = dict(plan.build_args)
     network = plan.network_mode
-    progress = Progress(say)
+    progress = BuildStream(say)
     with ExitStack() as stack:
         if token:
             server = stack.enter_context(TokenServer(token))

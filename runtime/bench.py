@@ -19,7 +19,6 @@ import torch
 
 from i2vkit import request
 from i2vkit.runtime import fullsize
-from i2vkit.runtime.generation import FAMILIES, Job
 from i2vkit.runtime.loader import (
     choose_device,
     choose_dtype,
@@ -28,7 +27,9 @@ from i2vkit.runtime.loader import (
     torch_dtype,
 )
 from i2vkit.runtime.measure import PeakMemory
-from i2vkit.settings import Settings as AppSettings
+from i2vkit.runtime.pipelines import FAMILIES
+from i2vkit.runtime.pipelines.base import Generation
+from i2vkit.settings import Settings
 
 
 @dataclass
@@ -69,7 +70,7 @@ class StepTimer:
             handle.remove()
 
 
-def _pipeline(app: AppSettings, model: str, random_weights: bool, device: str) -> Any:
+def _pipeline(app: Settings, model: str, random_weights: bool, device: str) -> Any:
     from diffusers import DiffusionPipeline
 
     from i2vkit import catalogue
@@ -101,9 +102,9 @@ def _measure(name: str, dtype: str, device: str, unet: Any, call: Any, repeat: i
 
 
 def run(
-    app: AppSettings,
+    app: Settings,
     model: str,
-    s: request.Settings,
+    s: request.Request,
     image: Any,
     random_weights: bool = False,
     device: str | None = None,
@@ -139,8 +140,7 @@ def run(
         torch.cuda.empty_cache()
 
     def tuned(warmup: bool) -> None:
-        job_settings = s.replace(steps=1) if warmup else s
-        FAMILIES["i2vgen-xl"](pipe, Job(job_settings, image))
+        FAMILIES["i2vgen-xl"].run(pipe, Generation(s.replace(steps=1) if warmup else s, image))
 
     name = "i2vkit+compile" if compile_unet else "i2vkit"
     runs.append(_measure(name, tuned_dtype, device, pipe.unet, tuned, repeat))

@@ -17,23 +17,25 @@ from typing import Any
 
 from i2vkit import planner, request
 from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.runner import Runtime
-from i2vkit.settings import Settings as AppSettings
+from i2vkit.runtime.runner import Runner
+from i2vkit.settings import Settings
 
 SIZES = ((128, 4), (256, 8))  # (square side, frames): small enough for CPU calibration
 
 
-def _measure(runtime: Runtime, s: request.Settings, image: Any, out: Path) -> dict[str, int]:
-    from i2vkit.runtime.generation import FAMILIES, Job
+def _measure(runner: Runner, s: request.Request, image: Any, out: Path) -> dict[str, int]:
     from i2vkit.runtime.measure import PeakMemory
+    from i2vkit.runtime.pipelines import FAMILIES
+    from i2vkit.runtime.pipelines.base import Generation
 
-    loaded = runtime.setup()
+    loaded = runner.setup()
     with PeakMemory(loaded.device) as meter:
-        FAMILIES[loaded.model.family](loaded.pipe, Job(s, image, lambda st, *_: meter.mark(st)))
+        generation = Generation(s, image, lambda stage, *_: meter.mark(stage))
+        FAMILIES[loaded.model.family].run(loaded.pipe, generation)
     return meter.stage_peaks
 
 
-def _counts(s: request.Settings) -> tuple[int, int]:
+def _counts(s: request.Request) -> tuple[int, int]:
     """(latent positions, decoded pixels) of a job: the estimate with unit costs."""
     unit = planner.Profile(
         model=s.model, device="", dtype="fp32", weights_bytes=0, unet_bytes_per_position=1,
@@ -43,11 +45,9 @@ def _counts(s: request.Settings) -> tuple[int, int]:
     return est.denoise, est.decode
 
 
-def calibrate(
-    app: AppSettings, image: Any, device: str | None, dtype: str | None
-) -> planner.Profile:
-    runtime = Runtime(Loader(app.model, app, device, dtype), app)
-    loaded = runtime.setup()
+def calibrate(app: Settings, image: Any, device: str | None, dtype: str | None) -> planner.Profile:
+    runner = Runner(Loader(app.model, app, device, dtype), app)
+    loaded = runner.setup()
     weights = sum(
         p.numel() * p.element_size()
         for part in loaded.pipe.components.values()
@@ -61,7 +61,7 @@ def calibrate(
                 app.model, "preview", height=side, width=side, frames=frames, steps=2,
                 decode_chunk=frames,
             )  # fmt: skip
-            peaks = _measure(runtime, s, image, Path(tmp) / "v.mp4")
+            peaks = _measure(runner, s, image, Path(tmp) / "v.mp4")
             points.append((*_counts(s), peaks.get("denoise", 0), peaks.get("decode", 0)))
     (p1, x1, d1, v1), (p2, x2, d2, v2) = points
     on_cuda = loaded.device.startswith("cuda")

@@ -1,7 +1,7 @@
 """What `invoke generate` and `invoke calibrate` do, with progress bars and summaries.
 
 The front door (tasks.py) calls one function here per task. Imports torch (through the
-runtime); tasks.py imports this module only inside the task.
+runner); tasks.py imports this module only inside the task.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from i2vkit import request
 from i2vkit.runtime.loader import Loader
 from i2vkit.runtime.pictures import load_image
-from i2vkit.runtime.runner import Result, Runtime
-from i2vkit.settings import Settings as AppSettings
+from i2vkit.runtime.runner import Result, Runner
+from i2vkit.settings import Settings
 
 GIB = 1024**3
 
@@ -32,7 +32,7 @@ def _progress_bar(console: Any) -> Any:
 
 
 def generate(
-    app: AppSettings,
+    app: Settings,
     image: Path,
     out: Path,
     preset: str,
@@ -46,9 +46,9 @@ def generate(
     picture = load_image(image, str(image))
     for warning in request.quality_warnings(s):
         console.print(f"[yellow]warning:[/] {warning}")
-    runtime = Runtime(Loader(app.model, app, device, dtype), app)
+    runner = Runner(Loader(app.model, app, device, dtype), app)
     with console.status(f"loading {app.model} ..."):
-        loaded = runtime.setup()
+        loaded = runner.setup()
     console.print(
         f"loaded {app.model} on {loaded.device} in {loaded.dtype} ({loaded.seconds:.1f} s)"
     )
@@ -60,7 +60,7 @@ def generate(
                 tasks[stage] = bar.add_task(stage, total=total or 1)
             bar.update(tasks[stage], completed=done, total=total or 1)
 
-        result = runtime.generate(s, picture, out, on_progress)
+        result = runner.generate(s, picture, out, on_progress)
     summarize(result, console)
     return result
 
@@ -96,7 +96,7 @@ def gradient(height: int, width: int) -> Any:
 
 
 def bench(
-    app: AppSettings,
+    app: Settings,
     image: Path | None,
     random_weights: bool,
     overrides: dict[str, Any],
@@ -117,7 +117,7 @@ def bench(
     return result
 
 
-def calibrate(app: AppSettings, dtype: str | None, device: str | None, console: Any) -> Any:
+def calibrate(app: Settings, dtype: str | None, device: str | None, console: Any) -> Any:
     from i2vkit.runtime import calibrate as cal
 
     with console.status(f"calibrating {app.model} at {len(cal.SIZES)} sizes ..."):

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from i2vkit.request import Settings
-from i2vkit.runtime import demo
+from i2vkit.request import Request
+from i2vkit.runtime.pipelines import i2vgen_xl
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +42,7 @@ def build_i2vgen_xl(device: str | torch.device = "cpu", scratch: Path | None = N
 
     cfg = config("i2vgen-xl")
     unet_cfg = {k: v for k, v in cfg["unet"].items() if k != "num_attention_heads"}
-    tiny = demo.build_i2vgen_xl(scratch=scratch)  # for its tokenizer and scheduler settings
+    tiny = i2vgen_xl.build_tiny(scratch=scratch)  # for its tokenizer and scheduler settings
     with torch.device(device):
         parts = {
             "unet": I2VGenXLUNet(**unet_cfg),
@@ -76,7 +76,7 @@ def _meta_copy(module: Any) -> Any:
         return type(module)(module.config)
 
 
-def job_flops(pipe: Any, s: Settings) -> dict[str, float]:
+def job_flops(pipe: Any, s: Request) -> dict[str, float]:
     """FLOPs of one I2VGen-XL job: UNet forwards (CFG batch) x steps, and the VAE decode."""
     from torch.utils.flop_counter import FlopCounterMode
 

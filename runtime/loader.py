@@ -1,6 +1,6 @@
 """One model load per process: the first caller builds the pipeline, the others wait for it.
 
-Where the files come from: `demo` models are built locally (runtime/demo.py) into i2vkit's
+Where the files come from: `demo` models are built locally (runtime/twins.py) into i2vkit's
 home; hub models are read from the Hugging Face cache with `local_files_only=True` (setup put
 them there; nothing is downloaded at start-up). Precision is explicit: bf16 on GPUs with bf16
 tensor cores (compute >= 8.0), fp16 on older GPUs, fp32 on CPU, unless overridden.
@@ -17,7 +17,7 @@ from typing import Any
 from i2vkit import catalogue
 from i2vkit.catalogue import Model
 from i2vkit.errors import ConfigError, ModelNotReadyError
-from i2vkit.runtime import demo
+from i2vkit.runtime import twins
 from i2vkit.settings import Settings
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -86,7 +86,7 @@ def model_folder(model: Model, settings: Settings) -> Path:
     if model.local:  # no endpoint served it to setup: built here by the runtime's own code
         folder = settings.home / "models" / model.name
         if not (folder / "model_index.json").exists():
-            demo.save(folder, model.family)
+            twins.save(folder, model.family)
         return folder
     raise ModelNotReadyError(
         f"model {model.name!r} ({model.repo_id}) is not in {settings.hub_cache}: "

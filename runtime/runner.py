@@ -5,6 +5,7 @@ its own error; the process stays healthy.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -15,17 +16,18 @@ from typing import Any
 
 from i2vkit import planner, request
 from i2vkit.errors import OutOfMemoryError, RequestError
-from i2vkit.runtime.generation import FAMILIES, Job, Progress
 from i2vkit.runtime.loader import Loaded, Loader
 from i2vkit.runtime.measure import PeakMemory
+from i2vkit.runtime.pipelines import FAMILIES
+from i2vkit.runtime.pipelines.base import Generation, OnProgress
 from i2vkit.runtime.video import write_mp4
-from i2vkit.settings import Settings as AppSettings
+from i2vkit.settings import Settings
 
 
 @dataclass
 class Result:
     path: Path
-    settings: request.Settings
+    settings: request.Request
     frames: int
     seconds: dict[str, float]  # per stage: encode, denoise, decode, write, total
     peak_bytes: int
@@ -39,7 +41,7 @@ class Result:
 class _Stages:
     """Times each stage from the progress callbacks and passes them on."""
 
-    def __init__(self, forward: Progress, meter: PeakMemory) -> None:
+    def __init__(self, forward: OnProgress, meter: PeakMemory) -> None:
         self.forward = forward
         self.meter = meter
         self.seconds: dict[str, float] = {}
@@ -74,10 +76,10 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-class Runtime:
+class Runner:
     """Owns the loader and the lock that keeps the pipeline to one job at a time."""
 
-    def __init__(self, loader: Loader, app: AppSettings) -> None:
+    def __init__(self, loader: Loader, app: Settings) -> None:
         self.loader = loader
         self.app = app
         self._busy = threading.Lock()
@@ -85,7 +87,7 @@ class Runtime:
     def setup(self) -> Loaded:
         return self.loader.get()
 
-    def plan(self, s: request.Settings) -> planner.Estimate:
+    def plan(self, s: request.Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""
         loaded = self.loader.get()
         if s.model != loaded.model.name:
@@ -97,19 +99,19 @@ class Runtime:
 
     def generate(
         self,
-        s: request.Settings,
+        s: request.Request,
         image: Any,
         out: Path,
-        progress: Progress | None = None,
+        progress: OnProgress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> Result:
         estimate = self.plan(s)
         loaded = self.loader.get()
-        run = FAMILIES[loaded.model.family]
+        run = FAMILIES[loaded.model.family].run
         started = time.perf_counter()
         with self._busy, PeakMemory(loaded.device) as meter:
             stages = _Stages(progress or (lambda *_: None), meter)
-            job = Job(s, image, stages, cancelled)
+            job = Generation(s, image, stages, cancelled)
             retried = False
             try:
                 frames = run(loaded.pipe, job)
@@ -119,13 +121,13 @@ class Runtime:
                 frames, job = self._retry_safer(loaded, job, run)
                 retried = True
             stages("write", 0, 1)
-            write_mp4(frames, out, fps=job.settings.fps)
+            write_mp4(frames, out, fps=job.request.fps)
             stages("write", 1, 1)
             stages.close()
         seconds = {**stages.seconds, "total": time.perf_counter() - started}
         return Result(
             path=out,
-            settings=job.settings,
+            settings=job.request,
             frames=int(frames.shape[0]),
             seconds=seconds,
             peak_bytes=meter.peak,
@@ -137,11 +139,11 @@ class Runtime:
         )
 
     def _retry_safer(
-        self, loaded: Loaded, job: Job, run: Callable[[Any, Job], Any]
-    ) -> tuple[Any, Job]:
+        self, loaded: Loaded, job: Generation, run: Callable[[Any, Generation], Any]
+    ) -> tuple[Any, Generation]:
         """One retry after an OOM: cached memory freed, one frame decoded at a time, tiled VAE."""
         _free_device_memory()
-        safer = Job(job.settings.replace(decode_chunk=1), job.image, job.progress, job.cancelled)
+        safer = dataclasses.replace(job, request=job.request.replace(decode_chunk=1))
         vae = loaded.pipe.vae
         tiling = hasattr(vae, "enable_tiling")
         if tiling:
@@ -152,7 +154,7 @@ class Runtime:
             if not _is_oom(error):
                 raise
             _free_device_memory()
-            s = job.settings
+            s = job.request
             raise OutOfMemoryError(
                 f"out of memory at {s.height}x{s.width}, {s.frames} frames even with "
                 "decode_chunk=1 and a tiled VAE: lower the resolution or the frame count"

@@ -16,10 +16,10 @@ from tests.fixtures.olah_hub import OlahHub
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
-    from i2vkit.runtime import demo
+    from i2vkit.runtime import twins
 
     root = tmp_path_factory.mktemp("olah")
-    model = demo.save(root / "model", "i2vgen-xl")
+    model = twins.save(root / "model", "i2vgen-xl")
     server = OlahHub(root / "server", {"i2vkit/demo-i2vgen-xl-tiny": model})
     yield server
     server.stop()
@@ -48,12 +48,13 @@ def test_setup_fetches_the_demo_from_the_hub_and_the_runtime_loads_it_offline(
     # the runtime, offline, finds it in the cache (not the locally built fallback) and runs it
     code = (
         "from i2vkit.settings import resolve; from i2vkit.runtime.loader import Loader; "
-        "from i2vkit import request; from i2vkit.runtime.generation import FAMILIES, Job; "
+        "from i2vkit import request; from i2vkit.runtime.pipelines import FAMILIES; "
+        "from i2vkit.runtime.pipelines.base import Generation; "
         "from i2vkit.runtime.commands import gradient; "
         "app = resolve(); loaded = Loader('demo', app).get(); "
         "print(loaded.pipe.name_or_path); "
         "s = request.make('demo', 'preview', height=64, width=64, frames=2, steps=1); "
-        "print(FAMILIES['i2vgen-xl'](loaded.pipe, Job(s, gradient(64, 64))).shape)"
+        "print(FAMILIES['i2vgen-xl'].run(loaded.pipe, Generation(s, gradient(64, 64))).shape)"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip

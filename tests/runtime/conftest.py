@@ -1,4 +1,4 @@
-"""Tiny real pipelines for the runtime tests: built once per session with runtime/demo.py,
+"""Tiny real pipelines for the runtime tests: built once per session with runtime/twins.py,
 saved with save_pretrained, loaded back with from_pretrained (offline)."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from i2vkit.settings import resolve
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An i2vkit home whose models/ holds the saved tiny `demo` and `demo-svd`."""
-    from i2vkit.runtime import demo
+    from i2vkit.runtime import twins
 
     home = tmp_path_factory.mktemp("i2vkit-home")
-    demo.save(home / "models" / "demo", "i2vgen-xl")
-    demo.save(home / "models" / "demo-svd", "svd")
+    twins.save(home / "models" / "demo", "i2vgen-xl")
+    twins.save(home / "models" / "demo-svd", "svd")
     return home
 
 

@@ -10,9 +10,11 @@ import torch
 
 from i2vkit import request
 from i2vkit.errors import CancelledError, RequestError
-from i2vkit.runtime.generation import FAMILIES, Job, encode_text
 from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.pipelines import FAMILIES
+from i2vkit.runtime.pipelines.base import Generation
+from i2vkit.runtime.pipelines.i2vgen_xl import encode_text
+from i2vkit.runtime.runner import Runner
 from i2vkit.runtime.video import read_mp4
 
 SMALL = dict(height=64, width=64, frames=4, steps=3, decode_chunk=2)
@@ -25,7 +27,7 @@ def settings(model: str = "demo", **changes):
 @pytest.mark.parametrize("model", ["demo", "demo-svd"])
 def test_output_shape_range_and_no_nan(app, image, model):
     loaded = Loader(model, app).get()
-    frames = FAMILIES[loaded.model.family](loaded.pipe, Job(settings(model), image))
+    frames = FAMILIES[loaded.model.family].run(loaded.pipe, Generation(settings(model), image))
     assert frames.shape == (4, 64, 64, 3)
     assert frames.dtype == np.uint8
     assert frames.std() > 0  # not a constant (black) video
@@ -34,19 +36,19 @@ def test_output_shape_range_and_no_nan(app, image, model):
 @pytest.mark.parametrize("model", ["demo", "demo-svd"])
 def test_same_seed_same_video_other_seed_other_video(app, image, model):
     loaded = Loader(model, app).get()
-    run = FAMILIES[loaded.model.family]
-    first = run(loaded.pipe, Job(settings(model, seed=7), image))
-    again = run(loaded.pipe, Job(settings(model, seed=7), image))
-    other = run(loaded.pipe, Job(settings(model, seed=8), image))
+    run = FAMILIES[loaded.model.family].run
+    first = run(loaded.pipe, Generation(settings(model, seed=7), image))
+    again = run(loaded.pipe, Generation(settings(model, seed=7), image))
+    other = run(loaded.pipe, Generation(settings(model, seed=8), image))
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
 
 
 def test_mp4_decodes_to_the_requested_frames_with_progress(app, image, tmp_path):
     seen: list[tuple[str, int, int]] = []
-    runtime = Runtime(Loader("demo", app), app)
+    runner = Runner(Loader("demo", app), app)
     out = tmp_path / "out" / "video.mp4"
-    result = runtime.generate(settings(frames=6, steps=4), image, out, lambda *p: seen.append(p))
+    result = runner.generate(settings(frames=6, steps=4), image, out, lambda *p: seen.append(p))
     video = read_mp4(out)
     assert video.shape == (6, 64, 64, 3)
     assert result.frames == 6
@@ -88,7 +90,7 @@ def test_every_component_has_the_asked_dtype(app, dtype, expected):
 
 def test_bf16_on_cpu_runs_and_stays_finite(app, image):
     loaded = Loader("demo", app, device="cpu", dtype="bf16").get()
-    frames = FAMILIES["i2vgen-xl"](loaded.pipe, Job(settings(), image))
+    frames = FAMILIES["i2vgen-xl"].run(loaded.pipe, Generation(settings(), image))
     assert frames.shape == (4, 64, 64, 3)
 
 
@@ -130,11 +132,11 @@ def test_clip_skip_shim_matches_the_reference_computation(app):
 
 
 def test_cancel_stops_at_the_next_step_and_writes_nothing(app, image, tmp_path):
-    runtime = Runtime(Loader("demo", app), app)
+    runner = Runner(Loader("demo", app), app)
     steps: list[int] = []
     out = tmp_path / "out" / "video.mp4"
     with pytest.raises(CancelledError):
-        runtime.generate(
+        runner.generate(
             settings(steps=10),
             image,
             out,

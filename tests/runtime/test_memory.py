@@ -13,7 +13,7 @@ from i2vkit import planner, request
 from i2vkit.errors import NaNOutputError, OutOfMemoryError, WontFitError
 from i2vkit.runtime import calibrate
 from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.runner import Runner
 from i2vkit.runtime.video import read_mp4
 
 GIB = 1024**3
@@ -81,33 +81,33 @@ SMALL = dict(height=64, width=64, frames=4, steps=3, decode_chunk=4)
 
 
 def test_an_oom_mid_job_is_retried_once_with_safer_settings(app, image, tmp_path):
-    runtime = Runtime(Loader("demo", app), app)
-    hook = OomOnUnet(runtime.setup().pipe.unet, times=1)
-    result = runtime.generate(request.make("demo", **SMALL), image, tmp_path / "a.mp4")
+    runner = Runner(Loader("demo", app), app)
+    hook = OomOnUnet(runner.setup().pipe.unet, times=1)
+    result = runner.generate(request.make("demo", **SMALL), image, tmp_path / "a.mp4")
     hook.handle.remove()
     assert result.retried and result.settings.decode_chunk == 1
     assert read_mp4(tmp_path / "a.mp4").shape[0] == 4
 
 
 def test_a_second_oom_fails_the_job_cleanly_and_the_runtime_stays_healthy(app, image, tmp_path):
-    runtime = Runtime(Loader("demo", app), app)
-    hook = OomOnUnet(runtime.setup().pipe.unet, times=2)
+    runner = Runner(Loader("demo", app), app)
+    hook = OomOnUnet(runner.setup().pipe.unet, times=2)
     with pytest.raises(OutOfMemoryError) as error:
-        runtime.generate(request.make("demo", **SMALL), image, tmp_path / "b.mp4")
+        runner.generate(request.make("demo", **SMALL), image, tmp_path / "b.mp4")
     assert "lower the resolution or the frame count" in str(error.value)
     assert not (tmp_path / "b.mp4").exists()
     hook.handle.remove()
-    assert runtime.loader.loads == 1
-    runtime.generate(request.make("demo", **SMALL), image, tmp_path / "c.mp4")  # still works
-    assert not runtime.setup().pipe.vae.use_tiling  # the retry's tiling was undone
+    assert runner.loader.loads == 1
+    runner.generate(request.make("demo", **SMALL), image, tmp_path / "c.mp4")  # still works
+    assert not runner.setup().pipe.vae.use_tiling  # the retry's tiling was undone
 
 
 def test_nan_output_is_an_error_not_a_black_video(app, image, tmp_path):
-    runtime = Runtime(Loader("demo", app), app)
-    decoder = runtime.setup().pipe.vae.decoder
+    runner = Runner(Loader("demo", app), app)
+    decoder = runner.setup().pipe.vae.decoder
     handle = decoder.register_forward_hook(lambda _m, _i, out: out * float("nan"))
     with pytest.raises(NaNOutputError) as error:
-        runtime.generate(request.make("demo", **SMALL), image, tmp_path / "n.mp4")
+        runner.generate(request.make("demo", **SMALL), image, tmp_path / "n.mp4")
     handle.remove()
     assert "bf16" in str(error.value)
     assert not (tmp_path / "n.mp4").exists()
@@ -122,9 +122,9 @@ def test_the_runtime_refuses_before_running_when_cpu_memory_is_short(app, image,
         source="calibrated: a test's host that is always short of memory",
     )  # fmt: skip
     calibrate.save(greedy, app.home)
-    runtime = Runtime(Loader("demo", app, device="cpu"), app)
-    runtime.setup()
+    runner = Runner(Loader("demo", app, device="cpu"), app)
+    runner.setup()
     job = request.make("demo", "preview", height=64, width=64, frames=2, steps=1)
     with pytest.raises(WontFitError, match="needs about"):
-        runtime.generate(job, image, tmp_path / "big.mp4")
+        runner.generate(job, image, tmp_path / "big.mp4")
     assert not (tmp_path / "big.mp4").exists()

@@ -87,10 +87,10 @@ class Server:
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from i2vkit.runtime import demo
+    from i2vkit.runtime import twins
 
     home = tmp_path_factory.mktemp("server-demo-home")
-    demo.save(home / "models" / "demo", "i2vgen-xl")
+    twins.save(home / "models" / "demo", "i2vgen-xl")
     return home
 
 

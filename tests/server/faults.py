@@ -21,5 +21,5 @@ def _pre_hook(module, args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB (injected)")
 
 
-def install(runtime) -> None:
-    runtime.loader.get().pipe.unet.register_forward_pre_hook(_pre_hook)
+def install(runner) -> None:
+    runner.loader.get().pipe.unet.register_forward_pre_hook(_pre_hook)

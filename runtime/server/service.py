@@ -17,19 +17,19 @@ from typing import Any
 from i2vkit import request
 from i2vkit.errors import ConfigError
 from i2vkit.net import is_loopback
-from i2vkit.runtime.jobs import JobStore
 from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.metrics import Metrics
-from i2vkit.runtime.runner import Runtime
-from i2vkit.runtime.worker import Worker, busy
-from i2vkit.settings import Settings as AppSettings
+from i2vkit.runtime.runner import Runner
+from i2vkit.runtime.server.metrics import Metrics
+from i2vkit.runtime.server.store import JobStore
+from i2vkit.runtime.server.workers import Worker, busy
+from i2vkit.settings import Settings
 
 log = logging.getLogger("i2vkit.server")
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    app: AppSettings
+    app: Settings
     model: str
     host: str = "127.0.0.1"
     port: int = 7860
@@ -45,7 +45,7 @@ class ServeConfig:
     interrupted: str = "retry"  # or "fail": what a restart does with a job a crash interrupted
     max_attempts: int = 2
     warmup: bool = True
-    startup_hook: str | None = None  # "module:function", called with each loaded Runtime
+    startup_hook: str | None = None  # "module:function", called with each loaded Runner
 
     @property
     def folder(self) -> Path:
@@ -92,7 +92,7 @@ class Service:
     config: ServeConfig
     store: JobStore
     metrics: Metrics = field(default_factory=Metrics)
-    runtimes: list[Runtime] = field(default_factory=list)
+    runners: list[Runner] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     state: str = "STARTING"
     reason: str | None = None
@@ -125,29 +125,29 @@ class Service:
         try:
             for device in _devices(self.config):
                 loader = Loader(self.config.model, self.config.app, device, self.config.dtype)
-                runtime = Runtime(loader, self.config.app)
-                loaded = runtime.setup()
+                runner = Runner(loader, self.config.app)
+                loaded = runner.setup()
                 log.info("loaded %s on %s (%s) in %.1f s", self.config.model, loaded.device,
                          loaded.dtype, loaded.seconds)  # fmt: skip
                 if self.config.startup_hook:
-                    _call_hook(self.config.startup_hook, runtime)
+                    _call_hook(self.config.startup_hook, runner)
                 if self.config.warmup:
-                    self._warm(runtime)
-                self.runtimes.append(runtime)
+                    self._warm(runner)
+                self.runners.append(runner)
         except Exception as error:  # any failure to load is the server's FAILED reason
             self.state, self.reason = "FAILED", f"{type(error).__name__}: {error}"
             log.error("model %s failed to load: %s", self.config.model, self.reason)
             if not self.config.stay_on_failure:
                 self.on_failure()
             return
-        for i, runtime in enumerate(self.runtimes):
-            worker = Worker(runtime, self.store, self.metrics, f"worker-{i}")
+        for i, runner in enumerate(self.runners):
+            worker = Worker(runner, self.store, self.metrics, f"worker-{i}")
             worker.start()
             self.workers.append(worker)
         self.state = "READY"
         log.info("READY: %d worker(s), queue size %d", len(self.workers), self.config.queue_size)
 
-    def _warm(self, runtime: Runtime) -> None:
+    def _warm(self, runner: Runner) -> None:
         """Two steps at the default preset's size, so the first user's job does not pay for
         kernel selection and allocator growth at those shapes (measured: the first jobs after
         a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
@@ -156,11 +156,11 @@ class Service:
 
         s = request.make(self.config.model, self.config.preset, steps=2)
         try:
-            runtime.plan(s)
+            runner.plan(s)
         except WontFitError:
             s = request.make(self.config.model, "preview", steps=2)
         with tempfile.TemporaryDirectory() as tmp:
-            result = runtime.generate(s, gradient(s.height, s.width), Path(tmp) / "warmup.mp4")
+            result = runner.generate(s, gradient(s.height, s.width), Path(tmp) / "warmup.mp4")
         log.info("warm-up took %.2f s", result.seconds["total"])
 
     def stop(self) -> None:
@@ -171,24 +171,24 @@ class Service:
         self.store.close()
 
     def info(self) -> dict[str, Any]:
-        first = self.runtimes[0].loader if self.runtimes else None
+        first = self.runners[0].loader if self.runners else None
         loaded = first._loaded if first else None
         return {
             "model": self.config.model,
             "state": self.health,
             "reason": self.reason,
-            "loads": sum(r.loader.loads for r in self.runtimes),
-            "devices": [r.loader.get().device for r in self.runtimes],
+            "loads": sum(r.loader.loads for r in self.runners),
+            "devices": [r.loader.get().device for r in self.runners],
             "dtype": loaded.dtype if loaded else None,
             "queue": {"depth": self.store.depth(), "size": self.config.queue_size},
             "workers": len(self.workers),
         }
 
 
-def _call_hook(spec: str, runtime: Runtime) -> None:
-    """Run a user's `module:function(runtime)` after loading: custom attention processors,
+def _call_hook(spec: str, runner: Runner) -> None:
+    """Run a user's `module:function(runner)` after loading: custom attention processors,
     compile flags, or a test's fault injection on the real modules."""
     module_name, _, function = spec.partition(":")
     if not function:
         raise ConfigError(f"startup hook {spec!r} is not 'module:function'")
-    getattr(importlib.import_module(module_name), function)(runtime)
+    getattr(importlib.import_module(module_name), function)(runner)

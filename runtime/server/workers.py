@@ -19,9 +19,9 @@ from i2vkit.errors import (
     RequestError,
     WontFitError,
 )
-from i2vkit.runtime.jobs import Job, JobStore
-from i2vkit.runtime.metrics import Metrics
-from i2vkit.runtime.runner import Runtime
+from i2vkit.runtime.runner import Runner
+from i2vkit.runtime.server.metrics import Metrics
+from i2vkit.runtime.server.store import Job, JobStore
 
 log = logging.getLogger("i2vkit.worker")
 
@@ -34,9 +34,9 @@ CAUSES: tuple[tuple[type[BaseException], str], ...] = (
 
 
 class Worker(threading.Thread):
-    def __init__(self, runtime: Runtime, store: JobStore, metrics: Metrics, name: str) -> None:
+    def __init__(self, runner: Runner, store: JobStore, metrics: Metrics, name: str) -> None:
         super().__init__(name=name, daemon=True)
-        self.runtime = runtime
+        self.runner = runner
         self.store = store
         self.metrics = metrics
         self.stopping = threading.Event()
@@ -64,11 +64,11 @@ class Worker(threading.Thread):
     def execute(self, job: Job) -> None:
         from PIL import Image
 
-        settings = request.Settings(**job.settings)
+        settings = request.Request(**job.settings)
         try:
             with Image.open(self.store.input_path(job.id)) as picture:
                 image = picture.convert("RGB")
-            result = self.runtime.generate(
+            result = self.runner.generate(
                 settings,
                 image,
                 self.store.output_path(job.id),
@@ -128,6 +128,6 @@ def busy(workers: list[Worker]) -> bool:
 
 def describe(workers: list[Worker]) -> list[dict[str, Any]]:
     return [
-        {"name": w.name, "device": w.runtime.loader.device or "auto", "job": w.current}
+        {"name": w.name, "device": w.runner.loader.device or "auto", "job": w.current}
         for w in workers
     ]

@@ -23,9 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from i2vkit import catalogue, planner, request
 from i2vkit.errors import I2VKitError, RequestError, WontFitError
-from i2vkit.runtime.jobs import FINAL, Job, JobNotFoundError, QueueFullError
 from i2vkit.runtime.pictures import load_image
-from i2vkit.runtime.service import ServeConfig, Service
+from i2vkit.runtime.server.service import ServeConfig, Service
+from i2vkit.runtime.server.store import FINAL, Job, JobNotFoundError, QueueFullError
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 COOKIE = "i2vkit_token"
@@ -189,7 +189,7 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         if len(data) > config.max_upload_bytes:
             raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
         picture = await asyncio.to_thread(load_image, data, image.filename or "image")
-        service.runtimes[0].plan(s)
+        service.runners[0].plan(s)
         job = service.store.submit(vars(s), picture, _retry_after(service))
         service.metrics.queue_depth.set(service.store.depth())
         return _view(service, job)
@@ -299,15 +299,15 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
 def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
     """Every preset with whether it fits the device the jobs run on, and why."""
     out = []
-    runtime = service.runtimes[0] if service.runtimes else None
-    loaded = runtime.loader.get() if runtime else None
+    runner = service.runners[0] if service.runners else None
+    loaded = runner.loader.get() if runner else None
     for p in catalogue.presets():
         fields = ("name", "height", "width", "frames", "steps")
         entry: dict[str, Any] = {k: getattr(p, k) for k in fields}
         entry["fits"], entry["reason"] = True, ""
-        if loaded and runtime:
+        if loaded and runner:
             try:
-                runtime.plan(request.make(config.model, p.name))
+                runner.plan(request.make(config.model, p.name))
             except WontFitError as error:
                 entry["fits"], entry["reason"] = False, str(error)
         entry["default"] = p.name == config.preset
@@ -316,8 +316,8 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
 
 
 def _device_memory(service: Service) -> None:
-    for runtime in service.runtimes:
-        device = runtime.loader.get().device
+    for runner in service.runners:
+        device = runner.loader.get().device
         free, total = planner.device_memory(device)
         service.metrics.gpu_memory.labels(device, "free").set(free)
         service.metrics.gpu_memory.labels(device, "total").set(total)

@@ -1,51 +1,23 @@
-"""Generation, shaped like a diffusers pipeline: inputs checked first, numbered steps, tensor
-shapes in comments, dtype an explicit setting.
+"""I2VGen-XL (ali-vilab; diffusers' I2VGen-XLPipeline, deprecated there since 0.42).
 
-I2VGen-XL runs i2vkit's own denoising loop over the pipeline's components: the stock `__call__`
-has no per-step callback (so no progress and no cancel) and, under transformers 5, its default
-`clip_skip=1` raises AttributeError. SVD runs through its stock `__call__`, whose
-`callback_on_step_end` gives both. Each job gets a fresh scheduler made from the pipeline's
-config: a scheduler holds per-call state and must never be shared between jobs.
+i2vkit runs its own denoising loop over the pipeline's components: the stock `__call__` has no
+per-step callback (so no progress and no cancel) and, under transformers 5, its default
+`clip_skip=1` raises AttributeError. The tiny twin follows diffusers' own
+`get_dummy_components`, scaled so that the VAE downsamples by 8 like the real one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from i2vkit.errors import CancelledError, NaNOutputError
-from i2vkit.request import Settings
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
-
-
-@dataclass
-class Job:
-    """What the runtime needs to run one request on a loaded pipeline."""
-
-    settings: Settings
-    image: Any  # PIL.Image, RGB
-    progress: Progress = _no_progress
-    cancelled: Callable[[], bool] = lambda: False
-
-
-def make_scheduler(pipe: Any, name: str) -> Any:
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
-    classes = {
-        "ddim": DDIMScheduler,
-        "dpm++": DPMSolverMultistepScheduler,
-        "euler": EulerDiscreteScheduler,
-    }
-    return classes[name].from_config(pipe.scheduler.config)
+from i2vkit.errors import CancelledError
+from i2vkit.runtime.pipelines import tiny
+from i2vkit.runtime.pipelines.base import Family, Generation, make_scheduler, to_uint8_frames
 
 
 def final_layer_norm(text_encoder: Any) -> Any:
@@ -69,16 +41,6 @@ def encode_text(pipe: Any, texts: list[str], device: Any, clip_skip: int = 1) ->
     return final_layer_norm(pipe.text_encoder)(hidden)
 
 
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """(1, C, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8; NaN is an error, not a black video."""
-    if torch.isnan(video).any():
-        raise NaNOutputError(
-            "the model produced NaN: half precision overflowed; try dtype=bf16 or dtype=fp32"
-        )
-    frames = ((video[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return frames.permute(1, 2, 3, 0).cpu().numpy()  # (F, H, W, C)
-
-
 def image_conditioning(
     pipe: Any, pixels: torch.Tensor, frames: int, generator: torch.Generator, cfg: bool
 ) -> torch.Tensor:
@@ -92,11 +54,11 @@ def image_conditioning(
 
 
 @torch.no_grad()
-def run_i2vgen_xl(pipe: Any, job: Job) -> np.ndarray:
+def run(pipe: Any, job: Generation) -> np.ndarray:
     from diffusers.pipelines.deprecated.i2vgen_xl import pipeline_i2vgen_xl as stock
     from diffusers.utils.torch_utils import randn_tensor
 
-    s = job.settings
+    s = job.request
     device, dtype = pipe.unet.device, pipe.unet.dtype
     generator = torch.Generator("cpu").manual_seed(s.seed)  # same video on any device
     pipe._guidance_scale = s.guidance  # read by the pipeline's helpers; one job at a time
@@ -165,40 +127,78 @@ def run_i2vgen_xl(pipe: Any, job: Job) -> np.ndarray:
     return to_uint8_frames(video)
 
 
-@torch.no_grad()
-def run_svd(pipe: Any, job: Job) -> np.ndarray:
-    s = job.settings
-
-    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        job.progress("denoise", i + 1, s.steps)
-        if job.cancelled():
-            raise CancelledError("cancelled")
-        return {}
-
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
-    pipe.scheduler = make_scheduler(pipe, s.scheduler)
-    out = pipe(
-        image=job.image,
-        height=s.height,
-        width=s.width,
-        num_frames=s.frames,
-        num_inference_steps=s.steps,
-        min_guidance_scale=1.0,
-        max_guidance_scale=s.guidance,
-        fps=s.fps,
-        decode_chunk_size=s.decode_chunk,
-        generator=torch.Generator("cpu").manual_seed(s.seed),
-        output_type="pt",
-        callback_on_step_end=on_step,
+def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:
+    """A tiny I2VGen-XL pipeline (about 2 M parameters), fp32, on the CPU."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
+    from diffusers.models.unets import I2VGenXLUNet
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
     )
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, F, C, H, W) [0,1] -> (1, C, F..)
-    return to_uint8_frames(video)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = tiny.clip_tokenizer(Path(scratch or tmp) / "tokenizer")
+    vocab = tokenizer.get_vocab()
+    torch.manual_seed(seed)
+    unet = I2VGenXLUNet(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        num_attention_heads=None,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 32, 32),  # four blocks: downsamples by 8, as the real VAE
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        sample_size=256,
+        norm_num_groups=8,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            vocab_size=len(vocab),
+            max_position_embeddings=77,
+            projection_dim=32,
+        )
+    )
+    image_encoder = tiny.image_encoder(image_size=32, patch_size=4)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        rescale_betas_zero_snr=True,
+        timestep_spacing="leading",
+    )
+    return I2VGenXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        unet=unet,
+        scheduler=scheduler,
+    )
 
 
-FAMILIES: dict[str, Callable[[Any, Job], np.ndarray]] = {
-    "i2vgen-xl": run_i2vgen_xl,
-    "svd": run_svd,
-}
+FAMILY = Family("i2vgen-xl", run, build_tiny)

@@ -8,7 +8,7 @@ import socket
 import sys
 
 from i2vkit.errors import PortBusyError
-from i2vkit.runtime.service import ServeConfig, Service, check_binding
+from i2vkit.runtime.server.service import ServeConfig, Service, check_binding
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -33,7 +33,7 @@ def listen(host: str, port: int) -> socket.socket:
 def main(config: ServeConfig) -> int:
     import uvicorn
 
-    from i2vkit.runtime.server import create_app
+    from i2vkit.runtime.server.http import create_app
 
     check_binding(config.host, config.token, config.insecure)
     sock = listen(config.host, config.port)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i2vkit.errors import I2VKitError, StoreBusyError
+from i2vkit.errors import JobNotFoundError, QueueFullError, StoreBusyError
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -48,19 +48,8 @@ CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created);
 """
 
 
-class QueueFullError(I2VKitError, RuntimeError):
-    def __init__(self, size: int, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"the queue is full ({size} jobs); retry in {retry_after} s")
-
-
-class JobNotFoundError(I2VKitError, KeyError):
-    def __str__(self) -> str:
-        return "no such job"
-
-
 @dataclass
-class Progress:
+class JobProgress:
     stage: str = ""
     step: int = 0
     total: int = 0
@@ -121,7 +110,7 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job survives power loss
         self._db.executescript(SCHEMA)
-        self.progress: dict[str, Progress] = {}  # live progress of running jobs, in memory
+        self.progress: dict[str, JobProgress] = {}  # live progress of running jobs, in memory
         self.wake = threading.Condition(self._lock)
         # event-stream subscribers per job: every change is pushed, so no step is missed
         self._subscribers: dict[str, list[queue.SimpleQueue[dict[str, Any] | None]]] = {}
@@ -182,12 +171,12 @@ class JobStore:
                 "UPDATE jobs SET status='running', started=?, attempts=attempts+1 WHERE id=?",
                 (time.time(), row["id"]),
             )
-            self.progress[row["id"]] = Progress()
+            self.progress[row["id"]] = JobProgress()
             self._publish(row["id"], None)
             return self.get(row["id"])
 
     def update_progress(self, job_id: str, stage: str, step: int, total: int) -> None:
-        progress = self.progress.setdefault(job_id, Progress())
+        progress = self.progress.setdefault(job_id, JobProgress())
         if stage != progress.stage:
             progress.step_times = []
         progress.stage, progress.step, progress.total = stage, step, total

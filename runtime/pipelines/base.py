@@ -1,0 +1,66 @@
+"""What every model family shares: the generation a family runs, progress, schedulers, frames.
+
+A family module (runtime/pipelines/<family>.py) is shaped like a diffusers pipeline: inputs
+checked first, numbered steps, tensor shapes in comments, dtype an explicit setting. Each job
+gets a fresh scheduler made from the pipeline's config: a scheduler holds per-call state and
+must never be shared between jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2vkit.errors import NaNOutputError
+from i2vkit.request import Request
+
+OnProgress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class Generation:
+    """One request on a loaded pipeline: what a family's `run` receives."""
+
+    request: Request
+    image: Any  # PIL.Image, RGB
+    progress: OnProgress = _no_progress
+    cancelled: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: how to run a loaded pipeline, and its tiny twin with random weights
+    (the same components at toy sizes, so every code path runs on a CPU in seconds)."""
+
+    name: str
+    run: Callable[[Any, Generation], np.ndarray]  # -> (F, H, W, 3) uint8
+    build_tiny: Callable[..., Any]  # (seed=0, scratch=None) -> a diffusers pipeline, fp32, CPU
+
+
+def make_scheduler(pipe: Any, name: str) -> Any:
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    classes = {
+        "ddim": DDIMScheduler,
+        "dpm++": DPMSolverMultistepScheduler,
+        "euler": EulerDiscreteScheduler,
+    }
+    return classes[name].from_config(pipe.scheduler.config)
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(1, C, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8; NaN is an error, not a black video."""
+    if torch.isnan(video).any():
+        raise NaNOutputError(
+            "the model produced NaN: half precision overflowed; try dtype=bf16 or dtype=fp32"
+        )
+    frames = ((video[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return frames.permute(1, 2, 3, 0).cpu().numpy()  # (F, H, W, C)

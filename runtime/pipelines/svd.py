@@ -1,0 +1,107 @@
+"""Stable Video Diffusion (stabilityai; diffusers' StableVideoDiffusionPipeline), through its
+stock `__call__`, whose `callback_on_step_end` gives progress and cancel at every step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2vkit.errors import CancelledError
+from i2vkit.runtime.pipelines import tiny
+from i2vkit.runtime.pipelines.base import Family, Generation, make_scheduler, to_uint8_frames
+
+
+@torch.no_grad()
+def run(pipe: Any, job: Generation) -> np.ndarray:
+    s = job.request
+
+    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        job.progress("denoise", i + 1, s.steps)
+        if job.cancelled():
+            raise CancelledError("cancelled")
+        return {}
+
+    if job.cancelled():
+        raise CancelledError("cancelled")
+    job.progress("encode", 0, 1)
+    pipe.scheduler = make_scheduler(pipe, s.scheduler)
+    out = pipe(
+        image=job.image,
+        height=s.height,
+        width=s.width,
+        num_frames=s.frames,
+        num_inference_steps=s.steps,
+        min_guidance_scale=1.0,
+        max_guidance_scale=s.guidance,
+        fps=s.fps,
+        decode_chunk_size=s.decode_chunk,
+        generator=torch.Generator("cpu").manual_seed(s.seed),
+        output_type="pt",
+        callback_on_step_end=on_step,
+    )
+    job.progress("decode", 1, 1)
+    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, F, C, H, W) [0,1] -> (1, C, F..)
+    return to_uint8_frames(video)
+
+
+def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:
+    """A tiny Stable Video Diffusion pipeline (the SVD family's twin of `demo`)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32,
+        num_attention_heads=4,
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+    )
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 32, 64, 64],  # its GroupNorms use 32 groups
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        latent_channels=4,
+    )
+    # the SVD pipeline resizes its conditioning image to 224 itself
+    image_encoder = tiny.image_encoder(image_size=224, patch_size=32)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+    return StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+    )
+
+
+FAMILY = Family("svd", run, build_tiny)

@@ -1,0 +1,53 @@
+"""Parts the families' tiny twins share: a CLIP tokenizer written locally (the hub is not
+reachable where the twins must build) and a tiny CLIP image encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# The byte-level alphabet GPT-2/CLIP tokenizers use: printable bytes map to themselves, the
+# rest to code points above 255 (the same table as transformers' bytes_to_unicode).
+_PRINTABLE = [*range(33, 127), *range(161, 173), *range(174, 256)]
+
+
+def _byte_alphabet() -> list[str]:
+    extra = [b for b in range(256) if b not in _PRINTABLE]
+    return [chr(b) for b in _PRINTABLE] + [chr(256 + i) for i in range(len(extra))]
+
+
+def write_tokenizer(folder: Path) -> None:
+    """A CLIP tokenizer with a byte-level vocabulary and no merges: every byte is a token.
+
+    Written locally because the hub is not reachable where the demo must run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = _byte_alphabet()
+    tokens = [*alphabet, *(c + "</w>" for c in alphabet), "<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+
+
+def clip_tokenizer(folder: Path) -> Any:
+    from transformers import CLIPTokenizer
+
+    write_tokenizer(folder)
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+    )
+
+
+def image_encoder(image_size: int, patch_size: int) -> Any:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            intermediate_size=64,
+            patch_size=patch_size,
+        )
+    )
