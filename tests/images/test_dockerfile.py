@@ -116,7 +116,7 @@ def test_dockerignore_keeps_the_context_small_and_clean():
         if line.strip() and not line.startswith("#")
     ]
     sent = exclude_paths(str(ROOT), patterns, dockerfile="images/Dockerfile")
-    assert "runtime/server.py" in sent and "env/requirements/runtime.txt" in sent
+    assert "runtime/server/http.py" in sent and "env/requirements/runtime.txt" in sent
     assert "images/Dockerfile" in sent and "docs/example.png" in sent
     for path in sent:
         assert not path.startswith((".git/", "tests/", ".venv/", "build/", "test-artifacts/"))
