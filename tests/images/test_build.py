@@ -212,7 +212,7 @@ def test_code_only_change_rebuilds_only_the_last_layers(
     cold: builder.Summary | None = None
     try:
         cold = builder.build(client, plan, lines.append, nocache=True)
-        with open(context / "runtime" / "server.py", "a") as source:
+        with open(context / "runtime" / "server" / "http.py", "a") as source:
             source.write(f"\n# a code-only change {uuid.uuid4().hex}\n")
         warm = builder.build(client, plan, lines.append)
     except Exception:
