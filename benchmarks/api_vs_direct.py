@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from i2vkit import request  # noqa: E402
-from i2vkit.runtime.commands import gradient  # noqa: E402
 from i2vkit.runtime.loader import Loader  # noqa: E402
+from i2vkit.runtime.pictures import gradient_picture  # noqa: E402
 from i2vkit.runtime.runner import Runner  # noqa: E402
 from i2vkit.settings import resolve  # noqa: E402
 from tests.server.conftest import Server  # noqa: E402
@@ -35,7 +35,7 @@ from tests.server.conftest import Server  # noqa: E402
 def direct(home: Path, s: request.Request, repeat: int) -> float:
     app = resolve({"home": str(home)}, {}, {})
     runner = Runner(Loader(s.model, app), app)
-    image = gradient(s.height, s.width)
+    image = gradient_picture(s.height, s.width)
     with tempfile.TemporaryDirectory() as tmp:
         runner.generate(s.replace(steps=1), image, Path(tmp) / "warm.mp4")
         times = []
@@ -92,7 +92,7 @@ def main() -> None:
         twins.save(home / "models" / "demo")
         direct_s = direct(home, s, args.repeat)
         buf = __import__("io").BytesIO()
-        gradient(s.height, s.width).save(buf, "PNG")
+        gradient_picture(s.height, s.width).save(buf, "PNG")
         png = buf.getvalue()
         server = Server(home, "--queue-size", "4").start()
         try:

@@ -24,8 +24,9 @@ from typing import Any, cast
 import rattler
 
 from i2vkit.env import condalock
-from i2vkit.errors import ConfigError, I2VKitError
-from i2vkit.mirrors.catalogue import Catalogue, Plan, choose
+from i2vkit.errors import CondaInstallError, ConfigError
+from i2vkit.mirrors.catalogue import Catalogue
+from i2vkit.mirrors.choose import MirrorPlan, choose
 from i2vkit.mirrors.rewrite import Rule, mirror_of, rewrite_url, rules
 
 KIND = "conda"
@@ -87,14 +88,6 @@ class CondaResult:
                 count = sum(p.mirror == mirror for p in self.packages)
                 lines.append(f"{count} conda package(s), {size} bytes downloaded, from {mirror}")
         return lines
-
-
-class CondaInstallError(I2VKitError, RuntimeError):
-    """No mirror could install the conda layer, or it failed for a reason a mirror cannot fix."""
-
-    def __init__(self, result: CondaResult) -> None:
-        self.result = result
-        super().__init__("; ".join(result.summary()))
 
 
 def mirror_rules(catalogue: Catalogue, mirror: str) -> list[Rule]:
@@ -186,7 +179,7 @@ def read_prefix(
     return tuple(out)
 
 
-def conda_chain(plan: Plan) -> tuple[str, ...]:
+def conda_chain(plan: MirrorPlan) -> tuple[str, ...]:
     """The mirrors to try for conda, chosen first."""
     chain = tuple(plan.chains.get(KIND, ()))
     if not chain:
@@ -216,7 +209,7 @@ def install_rattler(
     lockfile: Path,
     prefix: Path,
     catalogue: Catalogue,
-    plan: Plan,
+    plan: MirrorPlan,
     *,
     platform: str | None = None,
     cache_dir: Path | None = None,
@@ -258,7 +251,7 @@ def install_rattler(
     return CondaResult("rattler", platform, prefix, attempts, installed)
 
 
-def planned(lockfile: Path, catalogue: Catalogue, plan: Plan, platform: str | None = None):
+def planned(lockfile: Path, catalogue: Catalogue, plan: MirrorPlan, platform: str | None = None):
     """(package, mirror URL) pairs the install would fetch first: for `--dry-run`, offline."""
     platform = platform or host_platform()
     pairs = mirror_rules(catalogue, plan.picks[KIND].mirror) if KIND in plan.picks else []

@@ -34,7 +34,8 @@ from i2vkit.env.conda import (
     mirror_rules,
     read_prefix,
 )
-from i2vkit.mirrors.catalogue import Catalogue, Plan
+from i2vkit.mirrors.catalogue import Catalogue
+from i2vkit.mirrors.choose import MirrorPlan
 
 EXECUTABLES = ("mamba", "micromamba", "conda")
 # Where an initialised shell keeps the executable when the command itself is a shell function
@@ -110,7 +111,7 @@ def install_exe(
     lockfile: Path,
     prefix: Path,
     catalogue: Catalogue,
-    plan: Plan,
+    plan: MirrorPlan,
     exe: Path,
     *,
     platform: str | None = None,

@@ -28,7 +28,13 @@ from rattler import Channel, Gateway, GenericVirtualPackage, MatchSpec, PackageN
 from rattler.package import BuildString
 from rattler.platform import Subdir
 
-from i2vkit.errors import ConfigError, I2VKitError
+from i2vkit.errors import (
+    LOCK_FIX,
+    ConfigError,
+    LockfileMissingError,
+    PlatformNotLockedError,
+    SolveError,
+)
 from i2vkit.mirrors import catalogue as mirror_catalogue
 from i2vkit.mirrors.render import write_atomic
 from i2vkit.mirrors.rewrite import Rule, rewrite_url
@@ -36,34 +42,6 @@ from i2vkit.mirrors.rewrite import Rule, rewrite_url
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "environment.yml"
 LOCKFILE = HERE / "conda-lock.yml"
-FIX = "run `invoke lock` (where conda-forge or a mirror of it is reachable) and commit the result"
-
-
-class LockfileMissingError(I2VKitError, FileNotFoundError):
-    """The conda lockfile does not exist."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"conda lockfile {path} does not exist; {FIX}")
-
-
-class PlatformNotLockedError(I2VKitError, LookupError):
-    """The lockfile holds no packages for the host's platform."""
-
-    def __init__(self, path: Path, platform: str, locked: Sequence[str]) -> None:
-        self.path, self.platform, self.locked = path, platform, tuple(locked)
-        super().__init__(
-            f"conda lockfile {path} has no packages for platform {platform!r} (it locks: "
-            f"{', '.join(self.locked) or 'nothing'}); add {platform} under `platforms:` in "
-            f"{SPEC.name} and {FIX}"
-        )
-
-    def __str__(self) -> str:  # LookupError would otherwise quote the whole message
-        return str(self.args[0])
-
-
-class SolveError(I2VKitError, RuntimeError):
-    """The spec cannot be solved against the channels."""
 
 
 def canonical_channel(name: str, catalogue: mirror_catalogue.Catalogue | None = None) -> str:
@@ -204,7 +182,7 @@ def lock(
         packages += [_locked(r, platform, back) for r in records]
     strays = [p.url for p in packages if not any(p.url.startswith(f"{c}/") for c in canonical)]
     if strays:  # a rule that did not map back would leak a mirror URL into the lockfile
-        raise ConfigError(
+        raise SolveError(
             f"{strays[0]} is not under the canonical channels ({', '.join(canonical)}); "
             "check the mirror rules the lock was solved through"
         )
@@ -245,7 +223,7 @@ def _open(path: Path) -> rattler.LockFile:
     try:
         return rattler.LockFile.from_path(path)
     except Exception as error:  # ParseCondaLockError and friends
-        raise ConfigError(f"cannot read conda lockfile {path}: {error}; {FIX}") from error
+        raise ConfigError(f"cannot read conda lockfile {path}: {error}; {LOCK_FIX}") from error
 
 
 def locked_platforms(path: Path = LOCKFILE) -> list[str]:
@@ -257,7 +235,7 @@ def records(path: Path, platform: str) -> list[rattler.RepoDataRecord]:
     env = _open(path).default_environment()
     found = {p.name: p for p in env.platforms()} if env is not None else {}
     if env is None or platform not in found:
-        raise PlatformNotLockedError(path, platform, sorted(found))
+        raise PlatformNotLockedError(path, platform, sorted(found), SPEC.name)
     return env.conda_repodata_records_for_platform(found[platform]) or []
 
 

@@ -10,20 +10,25 @@ reads from.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from i2vkit.data import need_checkout
 from i2vkit.env import condalock
-from i2vkit.env.plan import REQUIREMENTS, ROOT
-from i2vkit.errors import ConfigError
+from i2vkit.env.plan import REQUIREMENTS
+from i2vkit.errors import SolveError
 from i2vkit.mirrors import rewrite
-from i2vkit.mirrors.catalogue import Catalogue, Plan
+from i2vkit.mirrors.catalogue import Catalogue, load
+from i2vkit.mirrors.choose import MirrorPlan, resolve
 from i2vkit.tools import uv
 
 
-def lock_pip(plan: Plan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
+def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
+    root = need_checkout("invoke lock (it compiles the checkout's pyproject.toml)")
     tmp = out.with_suffix(".tmp")
     done = subprocess.run(
-        [uv(), "pip", "compile", str(ROOT / "pyproject.toml"), "--extra", "runtime",
+        [uv(), "pip", "compile", str(root / "pyproject.toml"), "--extra", "runtime",
          "--universal", "--python-version", "3.10", "--generate-hashes", "--no-header",
          "--annotation-style", "line", "--override", str(REQUIREMENTS / "overrides.txt"),
          "--index-url", plan.url("pypi"), "--no-config", "-o", str(tmp)],
@@ -31,19 +36,23 @@ def lock_pip(plan: Plan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
     )  # fmt: skip
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise ConfigError(f"locking the pip layer through {plan.url('pypi')} failed: "
+        raise SolveError(f"locking the pip layer through {plan.url('pypi')} failed: "
                           f"{done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
     tmp.replace(out)
     return out
 
 
-def lock_conda(catalogue: Catalogue, plan: Plan, platforms: list[str] | None) -> Path:
+def lock_conda(catalogue: Catalogue, plan: MirrorPlan, platforms: list[str] | None) -> Path:
     rules = rewrite.rules(catalogue, plan) if plan.requested != "default" else []
     return condalock.lock(platforms=platforms or None, rules=rules, catalogue=catalogue)
 
 
-def lock(catalogue: Catalogue, plan: Plan, pip: bool, conda: bool,
+def lock(mirror: str, custom_mirrors: Mapping[str, Any] | None, pip: bool, conda: bool,
          platforms: list[str] | None) -> list[Path]:  # fmt: skip
+    """Re-solve the pip layer, the conda layer, or both through `mirror`; the files written."""
+    need_checkout("invoke lock (it rewrites env/requirements and env/conda-lock.yml)")
+    catalogue = load(custom=custom_mirrors)
+    plan = resolve(catalogue, mirror)
     written = []
     if pip:
         written.append(lock_pip(plan))

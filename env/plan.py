@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from i2vkit import advice, catalogue
+from i2vkit.data import packaged
 from i2vkit.errors import ConfigError
 from i2vkit.host import detect_host
 from i2vkit.mirrors import catalogue as mirror_catalogue
 from i2vkit.mirrors.catalogue import Catalogue
-from i2vkit.mirrors.catalogue import Plan as MirrorPlan
-from i2vkit.mirrors.commands import plan_for
+from i2vkit.mirrors.choose import MirrorPlan, resolve
 from i2vkit.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = Path(__file__).with_name("requirements")
-CONDA_LOCK = Path(__file__).with_name("conda-lock.yml")
+REQUIREMENTS = packaged("i2vkit.env", "requirements")
+CONDA_LOCK = packaged("i2vkit.env", "conda-lock.yml")
 BACKENDS = ("auto", "mamba", "rattler", "venv")
 SETUP_KINDS = ("pypi", "torch", "conda", "hf")  # what setup downloads through mirrors
 
@@ -99,7 +98,8 @@ def lock_hash(variant: str, backend: str, lock: Path) -> tuple[str, list[str]]:
         files.append(CONDA_LOCK)
     for path in files:
         digest.update(path.read_bytes() if path.exists() else b"missing")
-    names = [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in files]
+    package = packaged("i2vkit")  # names as they sit in the package: env/..., data/...
+    names = [str(p.relative_to(package)) if p.is_relative_to(package) else str(p) for p in files]
     return digest.hexdigest(), names
 
 
@@ -138,7 +138,7 @@ def make(options: Options, app: Settings) -> SetupPlan:
     backend, backend_reason = choose_backend(options.backend)
     variant, variant_reason = choose_variant(options.cuda, app)
     mirrors = mirror_catalogue.load(custom=options.custom_mirrors or None)
-    mplan = plan_for(mirrors, options.mirror, variant)
+    mplan = resolve(mirrors, options.mirror, variant)
     model = catalogue.model(options.model or app.model) if options.weights else None
     lock = options.lock or REQUIREMENTS / "runtime.txt"
     if not lock.is_file():

@@ -1,6 +1,6 @@
 """Run a runtime task inside the env `invoke setup` built, when this interpreter lacks the
-runtime layer (the light toolkit's venv, say): the same `invoke` command line, re-executed by
-the env's Python. An image or a dev install that has the runtime layer runs in place."""
+runtime layer (the light toolkit's venv, say): the same command line, re-executed by the env's
+Python. An image or a dev install that has the runtime layer runs in place."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from i2vkit.env import state
-from i2vkit.errors import ConfigError
+from i2vkit.errors import EnvMissingError
 from i2vkit.settings import Settings
 
 
@@ -29,9 +29,14 @@ def ensure_runtime(app: Settings) -> None:
         return
     python = env_python(app)
     if python is None:
-        raise ConfigError(
+        raise EnvMissingError(
             "the runtime layer (torch, diffusers) is not installed here and there is no env: "
             "run `invoke setup` first (or pip install 'i2vkit[runtime]')"
         )
     sys.stdout.flush()
-    os.execv(python, [str(python), "-m", "invoke", *sys.argv[1:]])  # noqa: S606 - on purpose
+    # the same program again: `invoke` in a checkout (tasks.py, invoke.yaml beside it), else the
+    # i2vkit console script (`python -m i2vkit`); the env runs this very i2vkit (env/venv.py)
+    started = Path(sys.argv[0])
+    name = started.parent.name if started.name == "__main__.py" else started.name  # python -m
+    program = "invoke" if name in ("invoke", "inv") else "i2vkit"
+    os.execv(python, [str(python), "-m", program, *sys.argv[1:]])  # noqa: S606 - on purpose

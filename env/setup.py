@@ -23,7 +23,7 @@ from i2vkit.env import plan as planning
 from i2vkit.env import state as env_state
 from i2vkit.env import venv
 from i2vkit.env.weights import WeightsResult, fetch
-from i2vkit.errors import ConfigError
+from i2vkit.errors import ToolMissingError
 from i2vkit.mirrors import render
 from i2vkit.mirrors.install import InstallResult
 from i2vkit.settings import Settings
@@ -89,7 +89,8 @@ def _interpreter(plan: planning.SetupPlan, folder: Path, report: Report) -> Path
         if plan.backend == "mamba":
             found = conda_exe.detect()
             if found.exe is None:
-                raise ConfigError(f"--backend mamba: {found.reason}")
+                fix = "install mamba (or micromamba), or use --backend rattler or venv"
+                raise ToolMissingError("mamba", found.reason, fix)
             result = conda_exe.install_exe(planning.CONDA_LOCK, folder, plan.mirrors_catalogue,
                                            plan.mirrors, found.exe)  # fmt: skip
         else:

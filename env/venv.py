@@ -1,5 +1,5 @@
 """The venv backend: a relocatable uv venv from this Python, torch for the chosen variant from
-its own wheel index, then the hash-locked pip layer, then i2vkit itself (by path, editable).
+its own wheel index, then the hash-locked pip layer, then i2vkit itself (linked, not copied).
 
 uv rather than pip: it installs the same requirement set several times faster (measured in
 docs/benchmarks.md). Every step goes through mirrors.install, which uses one index at a time
@@ -13,9 +13,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import i2vkit
 from i2vkit import tools
-from i2vkit.env.plan import ROOT, SetupPlan
-from i2vkit.errors import ConfigError
+from i2vkit.env.plan import SetupPlan
+from i2vkit.errors import EnvCheckError
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.install import Attempt, InstallError, InstallResult, attempt, install
 
@@ -70,15 +71,18 @@ def install_runtime(python: Path, plan: SetupPlan, catalogue: Catalogue) -> Inst
 
 
 def link_project(python: Path) -> Path:
-    """Put this checkout on the env's path with a .pth file (what an editable install does),
-    so the env runs the code beside it without building a package."""
+    """Make the env import the i2vkit that runs this setup: a symlink named `i2vkit` in the env's
+    site-packages to this package's folder (a checkout's, or a wheel's install), so the env runs
+    the same code without building or copying it, and nothing else of this interpreter leaks
+    in (a .pth line to the checkout would expose its other folders too)."""
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
-    pth = Path(site) / "i2vkit-project.pth"
-    pth.write_text(f"{ROOT}\n", encoding="utf-8")
-    return pth
+    link = Path(site) / "i2vkit"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(i2vkit.__file__).resolve().parent, target_is_directory=True)
+    return link
 
 
 def check(python: Path) -> str:
@@ -88,7 +92,7 @@ def check(python: Path) -> str:
         [tools.uv(), "pip", "check", "--python", str(python)], capture_output=True, text=True
     )
     if deps.returncode != 0:
-        raise ConfigError(f"the new env's requirements conflict: {deps.stdout[-600:]}")
+        raise EnvCheckError(f"the new env's requirements conflict: {deps.stdout[-600:]}")
     # The third-party runtime layer and the project link, not i2vkit's own runtime modules: an
     # image's env stage has only the setup code (a code change must not rebuild the env).
     code = (
@@ -99,5 +103,5 @@ def check(python: Path) -> str:
     )
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
-        raise ConfigError(f"the new env does not import the runtime layer: {done.stderr[-600:]}")
+        raise EnvCheckError(f"the new env does not import the runtime layer: {done.stderr[-600:]}")
     return done.stdout.strip()

@@ -21,14 +21,10 @@ from pathlib import Path
 import psutil
 
 from i2vkit.catalogue import Model
-from i2vkit.errors import ConfigError, I2VKitError
+from i2vkit.errors import WeightsError
 from i2vkit.mirrors.catalogue import Catalogue
-from i2vkit.mirrors.catalogue import Plan as MirrorPlan
+from i2vkit.mirrors.choose import MirrorPlan
 from i2vkit.settings import Settings
-
-
-class WeightsError(I2VKitError, RuntimeError):
-    """No endpoint could provide the model's files."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +159,7 @@ def build_demo(model: Model, app: Settings, python: Path | None) -> Path:
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
-        raise ConfigError(f"building the {model.name} model failed: {done.stderr[-800:]}")
+        raise WeightsError(f"building the {model.name} model failed: {done.stderr[-800:]}")
     return folder
 
 

@@ -8,6 +8,7 @@ is what the summary counts, per stage.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from i2vkit.errors import BuildError, PushError
-from i2vkit.images.plan import BuildPlan
-from i2vkit.images.secrets import TokenServer
+from i2vkit.images import engine
+from i2vkit.images.plan import DEFAULT_BASE, BuildPlan, make_plan
+from i2vkit.images.secrets import TokenServer, find_token
+from i2vkit.settings import Settings
 
 Say = Callable[[str], None]
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -199,3 +202,42 @@ def push(client: Any, tag: str, say: Say) -> None:
             raise PushError(f"pushing {tag} failed: {message}; log in with `docker login` first")
         if item.get("status") and not item.get("progressDetail"):
             say(f"    push: {item['status']} {item.get('id', '')}".rstrip())
+
+
+def build_image(
+    settings: Settings,
+    model: str,
+    mirror: str,
+    cuda: str = "auto",
+    tag: str | None = None,
+    push: bool = False,
+    dry_run: bool = False,
+    no_weights: bool = False,
+    base: str = DEFAULT_BASE,
+    custom_mirrors: Mapping[str, Any] | None = None,
+    show: Callable[[BuildPlan], None] = lambda plan: None,
+    say: Say = lambda line: None,
+    environ: Mapping[str, str] | None = None,
+) -> Summary | None:
+    """Plan, `show` the plan, and (unless `dry_run`) build it through the Docker Engine API,
+    streaming the build's output to `say`. `environ` locates the engine (DOCKER_HOST)."""
+    environ = os.environ if environ is None else environ
+    found = find_token()
+    plan = make_plan(
+        settings,
+        model,
+        mirror,
+        cuda,
+        tag,
+        base,
+        push,
+        no_weights,
+        custom_mirrors,
+        token_source=found[1] if found else None,
+    )
+    show(plan)
+    if dry_run:
+        return None
+    client = engine.connect(environ)
+    say(f"building {plan.tag} with the engine at {engine.where(environ)[0]}")
+    return build(client, plan, say, token=found[0] if found else None)

@@ -21,14 +21,13 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from i2vkit import __version__
-from i2vkit.data import StrictModel, load_toml
+from i2vkit.data import StrictModel, load_toml, need_checkout, packaged
 from i2vkit.mirrors import render
-from i2vkit.mirrors.catalogue import Catalogue, Plan, TorchEndpoint, load
-from i2vkit.mirrors.commands import plan_for
+from i2vkit.mirrors.catalogue import Catalogue, TorchEndpoint, load
+from i2vkit.mirrors.choose import MirrorPlan, resolve
 from i2vkit.net import is_loopback
 from i2vkit.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "images/Dockerfile"  # relative to the build context, the project's root
 DEFAULT_BASE = "debian:bookworm-slim"
 MIRROR_NAME = "image"  # the custom mirror the build's own `invoke setup` runs against
@@ -54,7 +53,7 @@ class Sizes(StrictModel):
 
 @cache
 def sizes() -> Sizes:
-    return load_toml(Path(__file__).with_name("data") / "sizes.toml", Sizes)
+    return load_toml(packaged("i2vkit.images", "data", "sizes.toml"), Sizes)
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class BuildPlan:
     no_weights: bool = False
     token_source: str | None = None  # where the HF token was found; never the token
     notes: tuple[str, ...] = ()
-    context: str = str(ROOT)
+    context: str = ""  # the checkout: the Dockerfile copies its folders
     dockerfile: str = DOCKERFILE
     sizes: Mapping[str, int] = field(default_factory=dict)
 
@@ -114,7 +113,7 @@ def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     return decision.value, (f"auto: {decision.reason}" if cuda == "auto" else decision.reason)
 
 
-def lock_hash(variant: str, root: Path = ROOT) -> str:
+def lock_hash(variant: str, root: Path) -> str:
     """The hash the image's own `invoke setup --backend venv` records for its env: one function
     (env.plan.lock_hash), so the label and the env's state agree."""
     from i2vkit.env.plan import lock_hash as env_lock_hash
@@ -123,7 +122,7 @@ def lock_hash(variant: str, root: Path = ROOT) -> str:
     return f"sha256:{digest}"
 
 
-def source_revision(root: Path = ROOT) -> str:
+def source_revision(root: Path) -> str:
     """The git commit of the source, '-dirty' when the tree has changes; 'unknown' without git."""
     try:
         head = subprocess.run(
@@ -150,7 +149,7 @@ def apt_target(base: str) -> tuple[str, str] | None:
     return next((target for part, target in APT_BASES if part in base), None)
 
 
-def mirror_config(mplan: Plan) -> dict[str, Any]:
+def mirror_config(mplan: MirrorPlan) -> dict[str, Any]:
     """The plan's pypi, torch and hf endpoints as one invoke.yaml custom mirror (`mirrors:`)."""
     pypi = mplan.picks["pypi"].endpoint
     torch = mplan.picks["torch"].endpoint
@@ -164,7 +163,9 @@ def mirror_config(mplan: Plan) -> dict[str, Any]:
     return {"mirrors": {MIRROR_NAME: entry}}
 
 
-def build_args(mplan: Plan, base: str, model: Any, no_weights: bool, root: Path) -> dict[str, str]:
+def build_args(
+    mplan: MirrorPlan, base: str, model: Any, no_weights: bool, root: Path
+) -> dict[str, str]:
     args = {"BASE_IMAGE": base, **render.docker_build_args(mplan)}
     target = apt_target(base)
     args["APT_SOURCES"] = render.apt_sources(mplan, *target) if target else ""
@@ -234,14 +235,15 @@ def make_plan(
     custom_mirrors: Mapping[str, Any] | None = None,
     catalogue: Catalogue | None = None,
     token_source: str | None = None,
-    root: Path = ROOT,
+    root: Path | None = None,
 ) -> BuildPlan:
     """Everything the build will do, decided up front; nothing is built or fetched here."""
     from i2vkit import catalogue as models
 
+    root = root or need_checkout("build-image (the Docker build context is the checkout)")
     entry = models.model(model)  # raises UnknownNameError listing the known models
     variant, why = resolve_variant(cuda, settings)
-    mplan = plan_for(catalogue or load(custom=custom_mirrors), mirror, variant)
+    mplan = resolve(catalogue or load(custom=custom_mirrors), mirror, variant)
     torch_version = models.torch_variants().torch
     sz = sizes()
     baked = _baked(entry, variant, no_weights, sz)

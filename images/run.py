@@ -8,12 +8,14 @@ the container's environment, never onto its command line.
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from i2vkit.errors import ConfigError
+from i2vkit.errors import ConfigError, ContainerStartError
+from i2vkit.images import engine
 from i2vkit.images.plan import SERVE_PORT
 
 
@@ -87,7 +89,25 @@ def start(client: Any, plan: RunPlan, say: Callable[[str], None]) -> Any:
                 "; this host has no GPU container runtime: install the NVIDIA container "
                 "toolkit, or run on the CPU with --no-gpus"
             )
-        raise ConfigError(
+        raise ContainerStartError(
             f"cannot start {plan.image}: {error.explanation or error}{hint}"
         ) from error
     return container
+
+
+def run_image(
+    image: str,
+    port: int = SERVE_PORT,
+    gpus: bool = True,
+    token: str | None = None,
+    insecure: bool = False,
+    name: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
+    environ: Mapping[str, str] | None = None,
+) -> Any:
+    """Start `image` detached with the GPUs and the port; returns the container. `environ`
+    locates the engine (DOCKER_HOST) and gives the token (I2VKIT_TOKEN) when none is passed."""
+    environ = os.environ if environ is None else environ
+    plan = RunPlan(image, port, gpus, insecure, token or environ.get("I2VKIT_TOKEN") or None, name)
+    plan.check()
+    return start(engine.connect(environ), plan, say)

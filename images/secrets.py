@@ -8,41 +8,37 @@ child's environment, where huggingface_hub takes it as HF_TOKEN. The URL the bui
 same for every build (a fixed port and path), so it never changes the step's cache key, and it
 is useless afterwards: the server answers one request, then 410, and stops with the build.
 
-Tokens come from where huggingface_hub looks: HF_TOKEN, then the file HF_TOKEN_PATH, then
-$HF_HOME/token (~/.cache/huggingface/token). They are never printed, only where they came from.
+Tokens come from huggingface_hub's own lookup (`get_token`): HF_TOKEN, then its token file
+(HF_TOKEN_PATH, or $HF_HOME/token as `hf auth login` writes it). They are never printed, only where
+they came from.
 """
 
 from __future__ import annotations
 
 import http.server
+import os
 import threading
-from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 
-from i2vkit.errors import ConfigError
+from i2vkit.errors import PortBusyError
 
 TOKEN_PORT = 47861
 ROUTE = "/hf-token"
 
 
-def find_token(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(token, where it came from), huggingface_hub's order; None when there is none."""
-    if environ.get("HF_TOKEN", "").strip():
-        return environ["HF_TOKEN"].strip(), "HF_TOKEN"
-    home = environ.get("HF_HOME") or str(
-        Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
-    )
-    candidates = [
-        ("HF_TOKEN_PATH", environ.get("HF_TOKEN_PATH")),
-        ("HF_HOME/token", f"{home}/token"),
-    ]
-    for label, path in candidates:
-        if path and Path(path).is_file():
-            token = Path(path).read_text(encoding="utf-8").strip()
-            if token:
-                return token, f"{label} ({path})"
-    return None
+def find_token() -> tuple[str, str] | None:
+    """(token, where it came from) as huggingface_hub finds it (`get_token`: HF_TOKEN, then its
+    token file, HF_TOKEN_PATH or the one `hf auth login` writes); None when there is none. Only
+    the source is ever shown."""
+
+    from huggingface_hub import constants, get_token
+
+    token = get_token()
+    if not token:
+        return None
+    if os.environ.get("HF_TOKEN", "").strip() == token:
+        return token, "HF_TOKEN"
+    return token, f"huggingface_hub's token file ({constants.HF_TOKEN_PATH})"
 
 
 class TokenServer:
@@ -77,10 +73,8 @@ class TokenServer:
         try:
             self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         except OSError as error:
-            raise ConfigError(
-                f"cannot serve the HF token to the build on 127.0.0.1:{port} ({error}); "
-                "free that port and build again"
-            ) from error
+            why = f"{error.strerror or error} (the HF token is served there to the build)"
+            raise PortBusyError("127.0.0.1", port, why, "free that port and build again") from error
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> TokenServer:

@@ -1,28 +1,26 @@
 """The mirror catalogue: data/mirrors.toml (plus custom mirrors from invoke.yaml) loaded into
-strict, frozen models, checked, and turned into a per-kind choice with its fallbacks.
+strict, frozen models and checked (mirrors/choose.py turns it into a per-kind choice).
 
-Assumes nothing about the network: loading and choosing are pure. The catalogue is a value, so
-tests pass their own (pointing at loopback servers) wherever the real one would be used.
+Assumes nothing about the network: loading is pure. The catalogue is a value, so tests pass
+their own (pointing at loopback servers) wherever the real one would be used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from i2vkit.data import StrictModel, load_toml
+from i2vkit.data import StrictModel, first_error, packaged, read_toml
 from i2vkit.errors import ConfigError, UnknownNameError
 from i2vkit.net import is_loopback
 
-DATA = Path(__file__).with_name("data") / "mirrors.toml"
+DATA = packaged("i2vkit.mirrors", "data", "mirrors.toml")
 
 KINDS = ("pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu")
-Kind = Literal["pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu"]
 APT_KINDS = ("debian", "ubuntu")  # apt checks signatures itself: plain http is allowed
 
 
@@ -150,14 +148,12 @@ def from_data(raw: Mapping[str, Any], where: str = "catalogue") -> Catalogue:
     try:
         return _check(Catalogue.model_validate(raw), where)
     except ValidationError as error:
-        first = error.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {loc}: {first['msg']}") from error
+        raise ConfigError(f"{where}: {first_error(error)}") from error
 
 
 def load(path: Path = DATA, custom: Mapping[str, Any] | None = None) -> Catalogue:
     """The catalogue at `path`, with custom mirrors (invoke.yaml's table) added in front."""
-    catalogue = _check(load_toml(path, Catalogue), str(path))
+    catalogue = from_data(read_toml(path), str(path))
     if not custom:
         return catalogue
     mirrors = dict(catalogue.mirror)
@@ -165,82 +161,7 @@ def load(path: Path = DATA, custom: Mapping[str, Any] | None = None) -> Catalogu
         try:
             mirrors[str(name)] = Mirror.model_validate(raw)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"custom mirror {name!r}: {where}: {first['msg']}") from error
+            raise ConfigError(f"custom mirror {name!r}: {first_error(error)}") from error
     order = [*custom, *(n for n in catalogue.order if n not in custom)]
     merged = catalogue.model_copy(update={"mirror": mirrors, "order": tuple(order)})
     return _check(merged, "invoke.yaml custom mirrors")
-
-
-@dataclass(frozen=True)
-class Pick:
-    """Who serves one kind, and why it is not the mirror asked for (None when it is)."""
-
-    kind: str
-    mirror: str
-    endpoint: Endpoint
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The per-kind choice for one request ('tuna', 'auto', ...) and each kind's failover order."""
-
-    requested: str
-    variant: str
-    picks: Mapping[str, Pick]
-    chains: Mapping[str, tuple[str, ...]]  # mirror names, chosen first
-
-    def url(self, kind: str) -> str:
-        pick = self.picks[kind]
-        if isinstance(pick.endpoint, TorchEndpoint):
-            return pick.endpoint.for_variant(self.variant)
-        return pick.endpoint.url
-
-    @property
-    def notes(self) -> list[str]:
-        return [p.note for p in self.picks.values() if p.note]
-
-
-def _lack_reason(catalogue: Catalogue, name: str, kind: str, variant: str) -> str:
-    gone = catalogue.gone_for(name, kind)
-    if gone:
-        return f"{name} lacks {kind} ({gone.why})"
-    if kind == "torch" and catalogue.mirror[name].torch is not None:
-        return f"{name} has no torch wheels for {variant}"
-    return f"{name} offers no {kind}"
-
-
-def choose(
-    catalogue: Catalogue,
-    name: str,
-    variant: str | None = None,
-    ranking: Mapping[str, Sequence[str]] | None = None,
-) -> Plan:
-    """Pick a mirror per kind. `name` is a mirror or 'auto'; for 'auto', `ranking` gives the
-    probe's order per kind (fastest first). A kind the first choice lacks goes to the next
-    mirror offering it, with a note saying why."""
-    variant = variant or catalogue.probe.torch_variant
-    if name != "auto":
-        catalogue.get(name)  # raises UnknownNameError listing the known names
-    picks: dict[str, Pick] = {}
-    chains: dict[str, tuple[str, ...]] = {}
-    for kind in KINDS:
-        first = [*(ranking or {}).get(kind, ())] if name == "auto" else [name]
-        rest = [n for n in catalogue.order if n not in first]
-        chain = tuple(
-            n for n in [*first, *rest] if catalogue.mirror[n].endpoint(kind, variant) is not None
-        )
-        chains[kind] = chain
-        if not chain:
-            continue
-        endpoint = catalogue.mirror[chain[0]].endpoint(kind, variant)
-        assert endpoint is not None
-        note = None
-        if name == "auto" and not first:
-            note = f"no mirror answered for {kind}; using {chain[0]}"
-        elif name != "auto" and chain[0] != name:
-            note = f"{_lack_reason(catalogue, name, kind, variant)}; using {chain[0]}"
-        picks[kind] = Pick(kind, chain[0], endpoint, note)
-    return Plan(name, variant, picks, chains)

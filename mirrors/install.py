@@ -29,8 +29,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from i2vkit import tools
-from i2vkit.errors import ConfigError, I2VKitError
-from i2vkit.mirrors.catalogue import Catalogue, Plan, TorchEndpoint
+from i2vkit.errors import ConfigError, InstallError
+from i2vkit.mirrors.catalogue import Catalogue, TorchEndpoint
+from i2vkit.mirrors.choose import MirrorPlan
 from i2vkit.mirrors.probe import describe_error
 from i2vkit.mirrors.rewrite import mirror_of
 
@@ -53,14 +54,6 @@ _DIST = re.compile(r"\.(?:whl|tar\.gz|zip)$")
 _ERROR_STARTS = ("error", "\N{MULTIPLICATION SIGN}", "caused by")
 _INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
 _UV_INDEX_VARS = ("UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
-
-
-class InstallError(I2VKitError, RuntimeError):
-    """Every mirror in the chain failed, or the install failed for a non-network reason."""
-
-    def __init__(self, result: InstallResult) -> None:
-        self.result = result
-        super().__init__("; ".join(result.summary()))
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,7 @@ class InstallResult:
         return lines
 
 
-def index_args(catalogue: Catalogue, plan: Plan, mirror: str, kind: str) -> list[str]:
+def index_args(catalogue: Catalogue, plan: MirrorPlan, mirror: str, kind: str) -> list[str]:
     """The index options that make `mirror` the only source for this step."""
     endpoint = catalogue.mirror[mirror].endpoint(kind, plan.variant)
     if endpoint is None:
@@ -166,7 +159,7 @@ def install(
     python: Path,
     requirements: Sequence[str],
     catalogue: Catalogue,
-    plan: Plan,
+    plan: MirrorPlan,
     kind: str = "pypi",
     tool: str = "pip",
     env: Mapping[str, str] | None = None,

@@ -1,4 +1,4 @@
-"""Turn a Plan into the configuration each tool reads, scoped to the environment i2vkit builds.
+"""Turn a MirrorPlan into the configuration each tool reads, scoped to the env i2vkit builds.
 
 Every function returns text or data; only `write` touches the disk, atomically. The default
 scope is the environment's prefix (pip reads `<prefix>/pip.conf`, conda `<prefix>/.condarc`,
@@ -20,28 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from i2vkit.errors import ConfigError
-from i2vkit.mirrors.catalogue import CondaEndpoint, Plan, TorchEndpoint
+from i2vkit.mirrors.catalogue import CondaEndpoint, TorchEndpoint
+from i2vkit.mirrors.choose import MirrorPlan
 
 CONDA_CUSTOM_CHANNELS = ("conda-forge", "pytorch")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 
 
-def _header(plan: Plan, comment: str = "#") -> str:
+def _header(plan: MirrorPlan, comment: str = "#") -> str:
     return f"{comment} written by i2vkit (mirror: {plan.requested}); lockfiles keep upstream URLs\n"
 
 
-def torch_index(plan: Plan) -> tuple[str, str]:
+def torch_index(plan: MirrorPlan) -> tuple[str, str]:
     """(url, layout) of torch's wheels for the plan's variant; layout 'simple' or 'find-links'."""
     endpoint = plan.picks["torch"].endpoint
     assert isinstance(endpoint, TorchEndpoint)
     return endpoint.for_variant(plan.variant), endpoint.layout
 
 
-def pip_conf(plan: Plan) -> str:
+def pip_conf(plan: MirrorPlan) -> str:
     return f"{_header(plan)}[global]\nindex-url = {plan.url('pypi')}\n"
 
 
-def pip_torch_args(plan: Plan) -> list[str]:
+def pip_torch_args(plan: MirrorPlan) -> list[str]:
     """Index options for pip's separate torch step (the requirement itself is the caller's).
 
     A flat find-links page only lists torch wheels, so torch's dependencies come from the PyPI
@@ -52,11 +53,11 @@ def pip_torch_args(plan: Plan) -> list[str]:
     return ["--index-url", plan.url("pypi"), "--find-links", url]
 
 
-def uv_index_name(plan: Plan) -> str:
+def uv_index_name(plan: MirrorPlan) -> str:
     return f"pytorch-{plan.variant}"
 
 
-def uv_toml(plan: Plan) -> str:
+def uv_toml(plan: MirrorPlan) -> str:
     text = (
         f"{_header(plan)}"
         f'[[index]]\nname = "{plan.picks["pypi"].mirror}"\nurl = "{plan.url("pypi")}"\n'
@@ -72,12 +73,12 @@ def uv_toml(plan: Plan) -> str:
     )
 
 
-def uv_sources(plan: Plan) -> str:
+def uv_sources(plan: MirrorPlan) -> str:
     """The pyproject.toml table that lets torch (and only torch) use the explicit index."""
     return f'[tool.uv.sources]\ntorch = {{ index = "{uv_index_name(plan)}" }}\n'
 
 
-def conda_channels(plan: Plan) -> dict[str, str]:
+def conda_channels(plan: MirrorPlan) -> dict[str, str]:
     """Channel name -> URL, for installers given channels directly (rattler, conda-lock)."""
     endpoint = plan.picks["conda"].endpoint
     assert isinstance(endpoint, CondaEndpoint)
@@ -85,7 +86,7 @@ def conda_channels(plan: Plan) -> dict[str, str]:
     return {"defaults": endpoint.url, **{c: f"{custom}/{c}" for c in CONDA_CUSTOM_CHANNELS}}
 
 
-def condarc(plan: Plan) -> str:
+def condarc(plan: MirrorPlan) -> str:
     endpoint = plan.picks["conda"].endpoint
     assert isinstance(endpoint, CondaEndpoint)
     lines = [_header(plan).rstrip("\n"), "default_channels:", f"  - {endpoint.url}"]
@@ -94,12 +95,12 @@ def condarc(plan: Plan) -> str:
     return "\n".join([*lines, "show_channel_urls: true", ""])
 
 
-def hf_env(plan: Plan) -> dict[str, str]:
+def hf_env(plan: MirrorPlan) -> dict[str, str]:
     """Set in the environment of i2vkit's own processes (huggingface_hub reads it at import)."""
     return {"HF_ENDPOINT": plan.url("hf")}
 
 
-def docker_build_args(plan: Plan) -> dict[str, str]:
+def docker_build_args(plan: MirrorPlan) -> dict[str, str]:
     url, layout = torch_index(plan)
     return {
         "PIP_INDEX_URL": plan.url("pypi"),
@@ -111,20 +112,20 @@ def docker_build_args(plan: Plan) -> dict[str, str]:
     }
 
 
-def registry_mirrors(plan: Plan) -> list[str]:
+def registry_mirrors(plan: MirrorPlan) -> list[str]:
     # Docker Hub itself needs no entry: an empty list means "pull from the Hub".
     pick = plan.picks.get("docker")
     return [] if pick is None or pick.mirror == "default" else [pick.endpoint.url]
 
 
-def daemon_json(plan: Plan, existing: Mapping[str, object] | None = None) -> str:
+def daemon_json(plan: MirrorPlan, existing: Mapping[str, object] | None = None) -> str:
     """The daemon's JSON with `registry-mirrors` set, keeping every other key already there."""
     data = dict(existing or {})
     data["registry-mirrors"] = registry_mirrors(plan)
     return json.dumps(data, indent=2) + "\n"
 
 
-def apt_sources(plan: Plan, distro: str, suite: str) -> str:
+def apt_sources(plan: MirrorPlan, distro: str, suite: str) -> str:
     """deb822 sources for an image (debian.sources / ubuntu.sources)."""
     url = plan.url(distro)
     keyring = f"/usr/share/keyrings/{distro}-archive-keyring.gpg"
@@ -148,7 +149,7 @@ class FileChange:
     what: str
 
 
-def files(plan: Plan, prefix: Path | None, scope: str = "env") -> list[FileChange]:
+def files(plan: MirrorPlan, prefix: Path | None, scope: str = "env") -> list[FileChange]:
     """The files to write: inside `prefix` (scope 'env'), or the user's own ('global').
     A tool whose kind no mirror offers gets no file."""
     if scope == "env":
@@ -203,7 +204,7 @@ def write(changes: list[FileChange]) -> list[Path]:
     return [c.path for c in changes]
 
 
-def show(plan: Plan, prefix: str = "<env>") -> dict[str, str]:
+def show(plan: MirrorPlan, prefix: str = "<env>") -> dict[str, str]:
     """Every configuration the plan would produce, titled by where it goes. Kinds the catalogue
     offers nowhere are left out."""
     env, has = Path(prefix), plan.picks.__contains__

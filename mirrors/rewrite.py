@@ -16,10 +16,10 @@ from i2vkit.mirrors.catalogue import (
     Catalogue,
     CondaEndpoint,
     Mirror,
-    Plan,
     PypiEndpoint,
     TorchEndpoint,
 )
+from i2vkit.mirrors.choose import MirrorPlan
 from i2vkit.mirrors.render import CONDA_CUSTOM_CHANNELS
 
 CANONICAL = "default"
@@ -47,7 +47,7 @@ def _prefixes(mirror: Mirror, kind: str, variants: Iterable[str]) -> dict[str, s
     return out
 
 
-def rules(catalogue: Catalogue, plan: Plan) -> list[Rule]:
+def rules(catalogue: Catalogue, plan: MirrorPlan) -> list[Rule]:
     """Canonical -> mirror prefix pairs for every kind the plan takes from a mirror."""
     canonical = catalogue.mirror[CANONICAL]
     variants = [plan.variant]

@@ -149,29 +149,3 @@ def run(
         "model": model, "device": device, "settings": s, "flops": flops, "matmul_rate": rate,
         "floor_seconds": flops["total"] / rate, "runs": runs, "repeat": repeat,
     }  # fmt: skip
-
-
-def render(result: dict[str, Any], console: Any) -> None:
-    from rich.table import Table
-
-    gib, floor = 1024**3, result["floor_seconds"]
-    s = result["settings"]
-    table = Table(
-        "run", "dtype", "s/step", "end-to-end s", "peak GiB", "x floor",
-        title=f"{result['model']} on {result['device']}: {s.height}x{s.width}, {s.frames} frames,"
-        f" {s.steps} steps, seed {s.seed}; median of {result['repeat']}",
-    )  # fmt: skip
-    for r in result["runs"]:
-        table.add_row(r.name, r.dtype, f"{r.step_seconds:.3f}", f"{r.seconds:.2f}",
-                      f"{r.peak_bytes / gib:.2f}", f"{r.seconds / floor:.1f}")  # fmt: skip
-    console.print(table)
-    stock, tuned = result["runs"]
-    console.print(
-        f"i2vkit vs stock: {stock.seconds / tuned.seconds:.2f}x faster end to end, "
-        f"{stock.step_seconds / max(tuned.step_seconds, 1e-9):.2f}x per step; peak memory "
-        f"i2vkit/stock {tuned.peak_bytes / max(stock.peak_bytes, 1):.2f}"
-    )
-    console.print(
-        f"job: {result['flops']['total'] / 1e12:.1f} TFLOP; measured matmul rate "
-        f"{result['matmul_rate'] / 1e12:.2f} TFLOP/s ({tuned.dtype}); floor {floor:.2f} s"
-    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from i2vkit import catalogue
 from i2vkit.catalogue import Model
-from i2vkit.errors import ConfigError, ModelNotReadyError
+from i2vkit.errors import ConfigError, ModelLoadError, ModelNotReadyError
 from i2vkit.runtime import twins
 from i2vkit.settings import Settings
 
@@ -136,7 +136,7 @@ def load(model: Model, settings: Settings, device: str | None, dtype: str | None
         if hasattr(part, "dtype") and part.dtype != torch_dtype(dtype)
     }
     if wrong:  # some diffusers releases ignore the dtype argument: never run a silent fp32
-        raise ConfigError(f"after loading, components have the wrong dtype: {wrong}")
+        raise ModelLoadError(f"after loading, components have the wrong dtype: {wrong}")
     return Loaded(pipe, model, device, dtype, time.perf_counter() - started)
 
 

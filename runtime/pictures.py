@@ -56,3 +56,13 @@ def load_image(source: Path | bytes, name: str = "image") -> Any:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def gradient_picture(height: int, width: int) -> Any:
+    """A deterministic picture (colour gradients), so warm-ups and `invoke bench` need no file."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1)
+    return Image.fromarray(rgb.astype("uint8"))

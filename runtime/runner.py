@@ -16,6 +16,7 @@ from typing import Any
 
 from i2vkit import planner, request
 from i2vkit.errors import OutOfMemoryError, RequestError
+from i2vkit.request import Request
 from i2vkit.runtime.loader import Loaded, Loader
 from i2vkit.runtime.measure import PeakMemory
 from i2vkit.runtime.pipelines import FAMILIES
@@ -27,7 +28,7 @@ from i2vkit.settings import Settings
 @dataclass
 class Result:
     path: Path
-    settings: request.Request
+    request: Request
     frames: int
     seconds: dict[str, float]  # per stage: encode, denoise, decode, write, total
     peak_bytes: int
@@ -87,7 +88,7 @@ class Runner:
     def setup(self) -> Loaded:
         return self.loader.get()
 
-    def plan(self, s: request.Request) -> planner.Estimate:
+    def plan(self, s: Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""
         loaded = self.loader.get()
         if s.model != loaded.model.name:
@@ -99,7 +100,7 @@ class Runner:
 
     def generate(
         self,
-        s: request.Request,
+        s: Request,
         image: Any,
         out: Path,
         progress: OnProgress | None = None,
@@ -127,7 +128,7 @@ class Runner:
         seconds = {**stages.seconds, "total": time.perf_counter() - started}
         return Result(
             path=out,
-            settings=job.request,
+            request=job.request,
             frames=int(frames.shape[0]),
             seconds=seconds,
             peak_bytes=meter.peak,

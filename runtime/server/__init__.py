@@ -30,7 +30,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def main(config: ServeConfig) -> int:
+def serve(config: ServeConfig) -> int:
     import uvicorn
 
     from i2vkit.runtime.server.http import create_app

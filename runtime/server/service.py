@@ -152,7 +152,7 @@ class Service:
         kernel selection and allocator growth at those shapes (measured: the first jobs after
         a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
         from i2vkit.errors import WontFitError
-        from i2vkit.runtime.commands import gradient
+        from i2vkit.runtime.pictures import gradient_picture
 
         s = request.make(self.config.model, self.config.preset, steps=2)
         try:
@@ -160,7 +160,8 @@ class Service:
         except WontFitError:
             s = request.make(self.config.model, "preview", steps=2)
         with tempfile.TemporaryDirectory() as tmp:
-            result = runner.generate(s, gradient(s.height, s.width), Path(tmp) / "warmup.mp4")
+            picture = gradient_picture(s.height, s.width)
+            result = runner.generate(s, picture, Path(tmp) / "warmup.mp4")
         log.info("warm-up took %.2f s", result.seconds["total"])
 
     def stop(self) -> None:

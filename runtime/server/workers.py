@@ -94,7 +94,7 @@ class Worker(threading.Thread):
             "dtype": result.dtype,
             "retried": result.retried,
             "warnings": result.warnings,
-            "settings": vars(result.settings),
+            "settings": vars(result.request),
         }
         self.store.finish(job.id, "succeeded", result=summary)
         self.metrics.jobs.labels("succeeded").inc()

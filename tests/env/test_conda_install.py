@@ -13,7 +13,9 @@ import pytest
 
 from i2vkit.env import conda, condalock
 from i2vkit.env.conda_exe import detect
-from i2vkit.mirrors.catalogue import Catalogue, choose, from_data
+from i2vkit.errors import CondaInstallError, LockfileMissingError, PlatformNotLockedError
+from i2vkit.mirrors.catalogue import Catalogue, from_data
+from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.rewrite import to_canonical
 from tests.env.conda_fixtures import catalogue_data, mirror_tree
 from tests.env.test_conda_lock import SOLVED, render_explicit
@@ -105,7 +107,7 @@ def test_when_every_mirror_fails_the_error_names_package_and_mirror(
     catalogue = from_data(catalogue_data({"tuna": dead}))
     plan = choose(catalogue, "tuna")
     plan = dataclasses.replace(plan, chains={**plan.chains, "conda": ("tuna",)})
-    with pytest.raises(conda.CondaInstallError) as caught:
+    with pytest.raises(CondaInstallError) as caught:
         conda.install_rattler(
             conda_lockfile, tmp_path / "env", catalogue, plan, cache_dir=tmp_path / "pkgs"
         )
@@ -122,7 +124,7 @@ def _catalogue(port: int) -> Catalogue:
 def test_a_missing_lockfile_says_to_run_invoke_lock(tmp_path: Path) -> None:
     catalogue = _catalogue(closed_port())
     missing = tmp_path / "conda-lock.yml"
-    with pytest.raises(condalock.LockfileMissingError, match="invoke lock") as caught:
+    with pytest.raises(LockfileMissingError, match="invoke lock") as caught:
         conda.install_rattler(missing, tmp_path / "env", catalogue, choose(catalogue, "tuna"))
     assert str(missing) in str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
@@ -133,7 +135,7 @@ def test_a_platform_not_in_the_lockfile_names_it_and_the_fix(
     conda_lockfile: Path, tmp_path: Path
 ) -> None:
     catalogue = _catalogue(closed_port())
-    with pytest.raises(condalock.PlatformNotLockedError) as caught:
+    with pytest.raises(PlatformNotLockedError) as caught:
         conda.install_rattler(
             conda_lockfile, tmp_path / "env", catalogue, choose(catalogue, "tuna"),
             platform="osx-arm64",

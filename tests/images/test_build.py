@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import shutil
 import time
@@ -18,12 +17,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
+from i2vkit.cli.images import plan_lines
 from i2vkit.errors import ConfigError
 from i2vkit.images import build as builder
-from i2vkit.images import commands
+from i2vkit.images.build import build_image
 from i2vkit.images.plan import make_plan
+from i2vkit.images.run import run_image
 from i2vkit.settings import resolve
 from tests.fixtures.mirror_servers import free_port
 
@@ -36,26 +36,23 @@ TAG = "i2vkit-test/demo:cpu"
 def built(client, dockerd, base_image, mirror, tmp_path_factory):
     """`build_image` for the demo model with an HF token in the environment."""
     home = tmp_path_factory.mktemp("build-home")
-    environ = {**dockerd.env, "HF_TOKEN": TOKEN, "HF_HOME": str(home / "hf")}
-    out = io.StringIO()
-    try:
-        summary = commands.build_image(
-            resolve({}, {}, environ),
-            "demo",
-            "loop",
-            cuda="cpu",
-            tag=TAG,
-            base=base_image,
-            custom_mirrors=mirror,
-            console=Console(file=out, width=160),
-            environ=environ,
-        )
-    except Exception:
-        print(out.getvalue()[-4000:].replace(TOKEN, "<token>"))
-        raise
-    assert summary is not None, out.getvalue()[-3000:]
+    environ = {**dockerd.env, "HF_HOME": str(home / "hf")}
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_TOKEN", TOKEN)  # where huggingface_hub.get_token finds it
+        try:
+            summary = build_image(
+                resolve({}, {}, environ), "demo", "loop", cuda="cpu", tag=TAG,
+                base=base_image, custom_mirrors=mirror,
+                show=lambda plan: lines.extend(plan_lines(plan)), say=lines.append,
+                environ=environ,
+            )  # fmt: skip
+        except Exception:
+            print("\n".join(lines)[-4000:].replace(TOKEN, "<token>"))
+            raise
+    assert summary is not None, "\n".join(lines)[-3000:]
     print("\n".join(summary.lines()))
-    return summary, out.getvalue()
+    return summary, "\n".join(lines)
 
 
 def _wait(url: str, timeout: float) -> int:
@@ -88,14 +85,7 @@ def _multipart(fields: dict[str, str], image: Path) -> tuple[bytes, str]:
 
 def test_the_image_serves_a_video(built, client, dockerd):
     port = free_port()
-    container = commands.run_image(
-        TAG,
-        port=port,
-        gpus=False,
-        insecure=True,
-        environ=dockerd.env,
-        console=Console(file=io.StringIO()),
-    )
+    container = run_image(TAG, port=port, gpus=False, insecure=True, environ=dockerd.env)
     base = f"http://127.0.0.1:{port}"
     try:
         assert _wait(f"{base}/readyz", 180) == 200, container.logs()[-2000:]
@@ -160,9 +150,8 @@ def test_run_image_with_gpus_starts_or_fails_cleanly(built, client, dockerd):
     so and no Created container is left behind; where it has one, the container starts."""
     before = {c.id for c in client.containers.list(all=True)}
     run = functools.partial(
-        commands.run_image, TAG, port=free_port(), gpus=True, insecure=True,
-        environ=dockerd.env, console=Console(file=io.StringIO()),
-    )  # fmt: skip
+        run_image, TAG, port=free_port(), gpus=True, insecure=True, environ=dockerd.env
+    )
     if shutil.which("nvidia-container-runtime-hook") is None:  # the toolkit's hook (system)
         with pytest.raises(ConfigError, match=r"cannot start.*NVIDIA container toolkit"):
             run()

@@ -10,7 +10,8 @@ from pathlib import Path
 from i2vkit import tools
 from i2vkit.images.plan import make_plan, mirror_config
 from i2vkit.mirrors import render
-from i2vkit.mirrors.catalogue import choose, load
+from i2vkit.mirrors.catalogue import load
+from i2vkit.mirrors.choose import choose
 from i2vkit.settings import resolve
 
 ROOT = Path(__file__).resolve().parents[2]

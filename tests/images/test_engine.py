@@ -3,17 +3,20 @@ token server answers once."""
 
 from __future__ import annotations
 
-import io
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
-from rich.console import Console
 
 from i2vkit.errors import EngineUnreachableError
-from i2vkit.images import commands, engine
-from i2vkit.images.secrets import TokenServer, find_token
+from i2vkit.images import engine
+from i2vkit.images.build import build_image
+from i2vkit.images.run import run_image
+from i2vkit.images.secrets import TokenServer
 from i2vkit.settings import resolve
 from tests.fixtures.mirror_servers import free_port
 
@@ -41,25 +44,21 @@ def test_without_docker_host_the_client_looks_at_the_default_socket():
 
 
 def test_build_image_prints_the_plan_then_names_the_missing_engine(tmp_path):
-    out = io.StringIO()
+    shown = []
     environ = {"DOCKER_HOST": f"unix://{tmp_path}/docker.sock", "HF_HOME": str(tmp_path)}
     with pytest.raises(EngineUnreachableError):
-        commands.build_image(
-            resolve({}, {}, environ),
-            "demo",
-            "default",
-            cuda="cpu",
-            console=Console(file=out, width=200),
+        build_image(
+            resolve({}, {}, environ), "demo", "default", cuda="cpu", show=shown.append,
             environ=environ,
-        )
-    assert "build args" in out.getvalue()
+        )  # fmt: skip
+    assert [plan.model for plan in shown] == ["demo"]  # the plan came first
 
 
 def test_run_image_needs_a_token_or_insecure(tmp_path):
     from i2vkit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--insecure"):
-        commands.run_image("i2vkit/demo:x", environ={"DOCKER_HOST": f"unix://{tmp_path}/d.sock"})
+        run_image("i2vkit/demo:x", environ={"DOCKER_HOST": f"unix://{tmp_path}/d.sock"})
 
 
 def test_token_server_answers_once():
@@ -71,14 +70,23 @@ def test_token_server_answers_once():
         assert again.value.code == 410
 
 
-def test_find_token_follows_huggingface_hub(tmp_path):
-    assert find_token({"HF_HOME": str(tmp_path)}) is None
-    (tmp_path / "token").write_text("hf_file\n")
-    assert find_token({"HF_HOME": str(tmp_path)}) == (
-        "hf_file",
-        f"HF_HOME/token ({tmp_path}/token)",
-    )
-    path = tmp_path / "other"
-    path.write_text("hf_path")
-    assert find_token({"HF_TOKEN_PATH": str(path), "HF_HOME": str(tmp_path)})[0] == "hf_path"
-    assert find_token({"HF_TOKEN": "hf_env", "HF_HOME": str(tmp_path)}) == ("hf_env", "HF_TOKEN")
+def _find_token(env: dict[str, str]) -> list[str]:
+    """find_token() in a fresh interpreter: huggingface_hub fixes its token file's path (from
+    HF_HOME, HF_TOKEN_PATH) when it is imported."""
+    code = "from i2vkit.images.secrets import find_token; print(find_token())"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_find_token_is_huggingface_hubs_own_lookup(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert _find_token({"HF_HOME": str(tmp_path)}) == "None"
+    (tmp_path / "token").write_text("hf_file\n")  # where `hf auth login` writes it
+    found = _find_token({"HF_HOME": str(tmp_path)})
+    assert "hf_file" in found and f"token file ({tmp_path}/token)" in found
+    other = tmp_path / "other"
+    other.write_text("hf_path")
+    assert "'hf_path'" in _find_token({"HF_TOKEN_PATH": str(other), "HF_HOME": str(tmp_path)})
+    env_first = _find_token({"HF_TOKEN": "hf_env", "HF_HOME": str(tmp_path)})
+    assert env_first == "('hf_env', 'HF_TOKEN')"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 
 import pytest
-from rich.console import Console
 
 from i2vkit import catalogue as models
+from i2vkit.advice import choosable
+from i2vkit.cli.images import plan_lines
 from i2vkit.errors import UnknownNameError
-from i2vkit.images import commands
-from i2vkit.images.plan import choosable_variants, make_plan
+from i2vkit.images.build import build_image
+from i2vkit.images.plan import make_plan
 from i2vkit.mirrors import render
-from i2vkit.mirrors.catalogue import choose, load
+from i2vkit.mirrors.catalogue import load
+from i2vkit.mirrors.choose import choose
 from i2vkit.settings import resolve
 from tests.conftest import run_invoke
 
@@ -33,18 +34,19 @@ def no_network(monkeypatch):
 
 
 def _dry_run(environ, **kw) -> str:
-    out = io.StringIO()
-    result = commands.build_image(
+    """The plan as `build-image --dry-run` prints it; nothing else may happen."""
+    lines: list[str] = []
+    result = build_image(
         resolve({}, {}, environ),
         kw.pop("model", "i2vgen-xl"),
         kw.pop("mirror", "tuna"),
         dry_run=True,
-        console=Console(file=out, width=200),
+        show=lambda plan: lines.extend(plan_lines(plan)),
         environ=environ,
         **kw,
     )
     assert result is None
-    return out.getvalue()
+    return "\n".join(lines)
 
 
 def test_dry_run_prints_the_full_plan_without_network_or_engine(no_network, tmp_path):
@@ -62,7 +64,6 @@ def test_dry_run_prints_the_full_plan_without_network_or_engine(no_network, tmp_
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in text
     assert "expected size  about" in text
     assert "io.i2vkit.lock.hash" in text
-    assert "dry run: nothing was built" in text
 
 
 def test_build_args_are_rendered_by_the_mirror_catalogue():
@@ -89,8 +90,9 @@ def test_loopback_mirrors_build_with_host_networking():
     assert any("lo offers no torch" in note for note in plan.notes)
 
 
-def test_token_is_never_in_the_plan(tmp_path):
-    environ = {"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path)}
+def test_token_is_never_in_the_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # huggingface_hub.get_token reads it at the call
+    environ = {"HF_HOME": str(tmp_path)}
     text = _dry_run(environ, model="demo", mirror="default", cuda="cpu")
     assert TOKEN not in text
     assert "HF token    HF_TOKEN" in text
@@ -101,17 +103,10 @@ def test_token_is_never_in_the_plan(tmp_path):
     assert plan.network_mode == "host"  # the weights step reads the token over loopback
 
 
-def test_json_plan(capsys, tmp_path):
-    commands.build_image(
-        resolve({}, {}, {}),
-        "demo",
-        "default",
-        cuda="cpu",
-        dry_run=True,
-        as_json=True,
-        environ={"HF_HOME": str(tmp_path)},
-    )
-    data = json.loads(capsys.readouterr().out)
+def test_json_plan():
+    done = run_invoke("build-image", "--dry-run", "--json", "--model", "demo", "--cuda", "cpu")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
     assert data["build_args"]["TORCH_VARIANT"] == "cpu"
     assert [s["name"] for s in data["stages"]] == ["base", "env", "weights", "final"]
 
@@ -128,7 +123,7 @@ def test_unknown_names_list_the_known_ones():
 def test_choosable_variants_follow_the_torch_table():
     table = models.torch_variants()
     assert table.torch == "2.13.0"
-    assert choosable_variants() == ("cpu", "cu126", "cu129", "cu130", "cu132")
+    assert choosable(table) == ("cpu", "cu126", "cu129", "cu130", "cu132")
 
 
 def test_no_weights_plan():
@@ -143,3 +138,4 @@ def test_invoke_build_image_dry_run():
     assert done.returncode == 0, done.stderr
     assert "https://pypi.tuna.tsinghua.edu.cn/simple" in done.stdout
     assert "expected size" in done.stdout
+    assert done.stdout.rstrip().endswith("dry run: nothing was built")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from i2vkit.errors import ConfigError, UnknownNameError
-from i2vkit.mirrors.catalogue import KINDS, TorchEndpoint, check_url, choose, load
+from i2vkit.mirrors.catalogue import KINDS, TorchEndpoint, check_url, load
+from i2vkit.mirrors.choose import choose
 
 
 def test_every_offered_url_has_a_source_and_nothing_gone_is_offered():

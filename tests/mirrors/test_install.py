@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from i2vkit.mirrors.catalogue import choose
-from i2vkit.mirrors.commands import plan_for
-from i2vkit.mirrors.install import InstallError, InstallResult, install
+from i2vkit.errors import InstallError
+from i2vkit.mirrors.choose import choose, resolve
+from i2vkit.mirrors.install import InstallResult, install
 from tests.fixtures.mirror_servers import DelayProxy, PypiServer, wait_until
 from tests.mirrors.conftest import VARIANT, catalogue_for, installed
 
@@ -26,7 +26,7 @@ def python_of(venv: Path) -> Path:
 def test_auto_picks_the_fastest_and_pip_installs_through_it(loopback, stand_ins, venv, neutral_env):
     servers = stand_ins["servers"]
     before = {n: len(s.fetched()) for n, s in servers.items()}
-    plan = plan_for(loopback, "auto")
+    plan = resolve(loopback, "auto")
     assert plan.picks["pypi"].mirror == "aliyun"
     result = install(python_of(venv), ["alpha"], loopback, plan, env=neutral_env)
     assert [a.mirror for a in result.attempts] == ["aliyun"]

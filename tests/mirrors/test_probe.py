@@ -11,10 +11,9 @@ import sys
 
 import pytest
 
-from i2vkit.mirrors.catalogue import choose
-from i2vkit.mirrors.commands import main, plan_for
+from i2vkit.cli.mirrors import run
+from i2vkit.mirrors.choose import choose, resolve
 from i2vkit.mirrors.probe import ProbeResult, probe
-from tests.conftest import ROOT
 from tests.mirrors.conftest import SLOW_S, catalogue_for
 
 
@@ -58,13 +57,13 @@ def test_torch_find_links_page_is_accepted_and_a_portal_is_not(stand_ins, portal
 
 def test_auto_with_nothing_answering_falls_back_and_says_so(stand_ins):
     dead = {k: stand_ins["urls"][k] for k in ("ustc", "sjtu", "portal")}
-    plan = plan_for(catalogue_for(dead), "auto")
+    plan = resolve(catalogue_for(dead), "auto")
     assert plan.picks["pypi"].mirror == "ustc"
     assert "no mirror answered for pypi" in (plan.picks["pypi"].note or "")
 
 
 def test_probe_json_has_winners_and_reasons(loopback, capsys):
-    data = main(loopback, probe_now=True, as_json=True)
+    data = run(loopback, probe_now=True, as_json=True)
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(data))
     assert printed["winners"]["pypi"] == "aliyun"
@@ -75,12 +74,9 @@ def test_probe_json_has_winners_and_reasons(loopback, capsys):
 def test_real_catalogue_probe_in_a_fresh_interpreter_reports_every_mirror():
     """On this machine every outside mirror is unreachable (or, for the few hosts the test bed
     allows, answers); the table comes back either way, each mirror with a result."""
-    code = (
-        "from i2vkit.mirrors import catalogue, commands; "
-        "commands.main(catalogue.load(), probe_now=True)"
-    )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "i2vkit", "mirrors", "--probe"], capture_output=True, text=True,
+        timeout=30,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

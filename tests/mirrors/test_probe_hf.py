@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from i2vkit.mirrors.catalogue import choose, from_data
+from i2vkit.mirrors.catalogue import from_data
+from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.probe import probe
 from tests.fixtures.mirror_servers import StaticServer, free_port
 from tests.fixtures.olah_hub import OlahHub

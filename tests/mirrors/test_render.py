@@ -10,9 +10,10 @@ import sys
 import yaml
 
 from i2vkit import tools
+from i2vkit.cli.mirrors import run
 from i2vkit.mirrors import render
-from i2vkit.mirrors.catalogue import choose, load
-from i2vkit.mirrors.commands import main
+from i2vkit.mirrors.catalogue import load
+from i2vkit.mirrors.choose import choose
 from tests.mirrors.conftest import VARIANT, catalogue_for, installed
 
 
@@ -94,7 +95,7 @@ def test_write_atomic_replaces_and_leaves_no_temp_files(tmp_path):
 
 
 def test_show_tuna_prints_every_tool_s_configuration(capsys):
-    data = main(load(), show="tuna", variant="cu126")
+    data = run(load(), show="tuna", variant="cu126")
     out = capsys.readouterr().out
     for where in ("pip:", "uv:", "conda:", "hf:", "docker:", "apt:"):
         assert f"--- {where}" in out

@@ -6,7 +6,8 @@ import hashlib
 import subprocess
 import sys
 
-from i2vkit.mirrors.catalogue import choose, from_data, load
+from i2vkit.mirrors.catalogue import from_data, load
+from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.rewrite import mirror_of, rewrite_url, rules, to_canonical, to_mirror
 from tests.mirrors.conftest import installed
 

@@ -8,7 +8,7 @@ import pytest
 from i2vkit import planner, request
 from i2vkit.runtime import fullsize
 from i2vkit.runtime.calibrate import calibrate, save
-from i2vkit.runtime.commands import gradient
+from i2vkit.runtime.pictures import gradient_picture
 from i2vkit.runtime.video import read_mp4
 from tests.conftest import run_invoke
 
@@ -28,7 +28,7 @@ def test_full_size_i2vgen_xl_parameters_and_flops_on_meta():
 
 def test_calibrate_fits_a_profile_the_planner_then_uses(app):
     profile = calibrate(
-        app.__class__(**{**app.__dict__, "model": "demo"}), gradient(64, 64), "cpu", None
+        app.__class__(**{**app.__dict__, "model": "demo"}), gradient_picture(64, 64), "cpu", None
     )
     assert profile.weights_bytes > 1_000_000
     assert profile.unet_bytes_per_position > 0 and profile.source.startswith("calibrated")
@@ -59,7 +59,7 @@ def test_invoke_bench_prints_stock_and_tuned_with_ratios(app):
 
 
 def test_invoke_generate_writes_a_playable_mp4(app, tmp_path):
-    gradient(96, 128).save(tmp_path / "in.png")
+    gradient_picture(96, 128).save(tmp_path / "in.png")
     out = tmp_path / "out.mp4"
     result = run_invoke(
         "generate",

@@ -85,7 +85,7 @@ def test_an_oom_mid_job_is_retried_once_with_safer_settings(app, image, tmp_path
     hook = OomOnUnet(runner.setup().pipe.unet, times=1)
     result = runner.generate(request.make("demo", **SMALL), image, tmp_path / "a.mp4")
     hook.handle.remove()
-    assert result.retried and result.settings.decode_chunk == 1
+    assert result.retried and result.request.decode_chunk == 1
     assert read_mp4(tmp_path / "a.mp4").shape[0] == 4
 
 

@@ -138,7 +138,7 @@ def test_a_second_server_on_the_same_home_is_refused_and_the_first_keeps_its_job
           f"job {job_id} running")  # fmt: skip
     second = run_invoke("serve", "--model", "demo", "--port", str(free_port()),
                         env={"I2VKIT_HOME": str(first.home)})  # fmt: skip
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == 1, second.stderr
     assert f"pid {first.proc.pid}" in second.stderr and f":{first.port}" in second.stderr
     assert "I2VKIT_HOME" in second.stderr
     job = wait(first.url, job_id)
@@ -151,7 +151,7 @@ def test_a_busy_port_is_refused_before_loading_naming_the_flag(start_server, tmp
     home = tmp_path / "other-home"
     done = run_invoke("serve", "--model", "demo", "--port", str(first.port),
                       env={"I2VKIT_HOME": str(home)})  # fmt: skip
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{first.port}" in done.stderr and "--port" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (home / "server").exists()  # refused before it touched a job store

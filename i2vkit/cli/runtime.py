@@ -1,0 +1,309 @@
+"""`generate`, `bench`, `calibrate` and `serve`: the tasks that need the runtime layer (torch).
+
+Each re-runs itself inside the env `invoke setup` built when this interpreter lacks the runtime
+(i2vkit.cli.base.runtime_settings), then imports the runtime: importing this module stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit
+
+from i2vkit import request
+from i2vkit.cli.base import command, runtime_settings
+from i2vkit.settings import Settings
+
+GIB = 1024**3
+
+
+@command(
+    help={
+        "image": "input image (PNG, JPEG, WebP, ...)",
+        "prompt": "what should happen in the video",
+        "model": "model name from the catalogue (default: settings' model)",
+        "preset": "preview, entry, mainstream or pro (default: preview)",
+        "out": "output mp4 path (default: out.mp4)",
+        "height": "frame height (multiple of 64)",
+        "width": "frame width (multiple of 64)",
+        "frames": "number of frames",
+        "steps": "denoising steps",
+        "guidance": "classifier-free guidance scale",
+        "seed": "random seed (same seed, same video)",
+        "fps": "frames per second of the mp4 (and I2VGen-XL's fps condition)",
+        "decode-chunk": "frames decoded at once by the VAE (lower uses less memory)",
+        "scheduler": "ddim, dpm++ or euler",
+        "negative-prompt": "what to avoid",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "cpu or cuda:N (default: cuda:0 when present)",
+    }
+)
+def generate(
+    c: Context,
+    image: str,
+    prompt: str = "",
+    model: str | None = None,
+    preset: str = "preview",
+    out: str = "out.mp4",
+    height: int | None = None,
+    width: int | None = None,
+    frames: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int | None = None,
+    fps: int | None = None,
+    decode_chunk: int | None = None,
+    scheduler: str | None = None,
+    negative_prompt: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> None:
+    """Generate one video from an image and a prompt."""
+    from rich.console import Console
+
+    app = runtime_settings(c, model=model)  # first: it may re-run this task inside the env
+    overrides = dict(
+        prompt=prompt, height=height, width=width, frames=frames, steps=steps,
+        guidance=guidance, seed=seed, fps=fps, decode_chunk=decode_chunk, scheduler=scheduler,
+        negative_prompt=negative_prompt,
+    )  # fmt: skip
+    _generate(app, Path(image), Path(out), preset, overrides, dtype, device, Console())
+
+
+@command(
+    help={
+        "model": "model to benchmark (default: demo)",
+        "random-weights": "build the full-size architecture with random weights (no download)",
+        "image": "input image (default: a generated gradient)",
+        "height": "frame height", "width": "frame width", "frames": "frames",
+        "steps": "denoising steps", "seed": "random seed",
+        "dtype": "the tuned run's dtype (default: by device)", "device": "cpu or cuda:N",
+        "repeat": "timed runs of each (the median is reported; default 3)",
+        "compile": "torch.compile the tuned run's UNet (compile time is in the warm-up)",
+    }
+)  # fmt: skip
+def bench(
+    c: Context,
+    model: str = "demo",
+    random_weights: bool = False,
+    image: str | None = None,
+    height: int = 256,
+    width: int = 256,
+    frames: int = 8,
+    steps: int = 10,
+    seed: int = 0,
+    dtype: str | None = None,
+    device: str | None = None,
+    repeat: int = 3,
+    compile: bool = False,
+) -> None:
+    """Stock diffusers vs i2vkit's runtime on the same job, as ratios."""
+    from rich.console import Console
+
+    app = runtime_settings(c, model=model)
+    sizes = dict(height=height, width=width, frames=frames, steps=steps, seed=seed)
+    _bench(app, Path(image) if image else None, random_weights, sizes, dtype, device, Console(),
+           repeat, compile)  # fmt: skip
+
+
+@command(
+    help={
+        "model": "model to calibrate (default: settings' model)",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "cpu or cuda:N",
+    }
+)
+def calibrate(
+    c: Context, model: str | None = None, dtype: str | None = None, device: str | None = None
+) -> None:
+    """Measure the model's peak memory and save the planner's profile for this host."""
+    from rich.console import Console
+
+    _calibrate(runtime_settings(c, model=model), dtype, device, Console())
+
+
+@command(
+    help={
+        "model": "model to serve (default: settings' model)",
+        "host": "address to bind (default 127.0.0.1; others need --token or --insecure)",
+        "port": "port (default 7860)",
+        "preset": "the page's default preset (default: preview)",
+        "queue-size": "jobs queued or running before 429 (default 16)",
+        "token": "API token (default: $I2VKIT_TOKEN)",
+        "insecure": "allow binding beyond loopback without a token",
+        "stay-on-failure": "stay up as FAILED when the model does not load (default: exit 1)",
+        "dtype": "fp32, fp16 or bf16 (default: by device)",
+        "device": "one device (cpu, cuda:1); default: a worker per GPU",
+        "retention-hours": "delete finished jobs' files after this long (default 24)",
+        "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
+        "max-upload-mb": "largest image upload accepted (default 20)",
+    }
+)
+def serve(
+    c: Context,
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    preset: str = "preview",
+    queue_size: int = 16,
+    token: str | None = None,
+    insecure: bool = False,
+    stay_on_failure: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
+    retention_hours: float = 24.0,
+    interrupted: str = "retry",
+    max_upload_mb: float = 20.0,
+) -> None:
+    """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
+    app = runtime_settings(c, model=model, token=token)
+    from i2vkit.runtime.server import serve as run_server
+    from i2vkit.runtime.server.service import ServeConfig
+
+    config = ServeConfig(
+        app=app, model=app.model, host=host, port=int(port), preset=preset,
+        queue_size=int(queue_size), token=app.token, insecure=insecure,
+        stay_on_failure=stay_on_failure, dtype=dtype, devices=(device,) if device else (),
+        retention_hours=float(retention_hours), interrupted=interrupted,
+        startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
+    )  # fmt: skip
+    code = run_server(config)
+    if code:
+        raise Exit(code=code)
+
+
+def _progress_bar(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _generate(
+    app: Settings,
+    image: Path,
+    out: Path,
+    preset: str,
+    overrides: dict[str, Any],
+    dtype: str | None,
+    device: str | None,
+    console: Any,
+) -> Any:
+    """Load the model once, plan, generate one video to `out`, print a summary."""
+    from i2vkit.runtime.loader import Loader
+    from i2vkit.runtime.pictures import load_image
+    from i2vkit.runtime.runner import Runner
+
+    s = request.make(app.model, preset, **overrides)
+    picture = load_image(image, str(image))
+    for warning in request.quality_warnings(s):
+        console.print(f"[yellow]warning:[/] {warning}")
+    runner = Runner(Loader(app.model, app, device, dtype), app)
+    with console.status(f"loading {app.model} ..."):
+        loaded = runner.setup()
+    console.print(
+        f"loaded {app.model} on {loaded.device} in {loaded.dtype} ({loaded.seconds:.1f} s)"
+    )
+    with _progress_bar(console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or 1)
+            bar.update(tasks[stage], completed=done, total=total or 1)
+
+        result = runner.generate(s, picture, out, on_progress)
+    summarize(result, console)
+    return result
+
+
+def summarize(result: Any, console: Any) -> None:
+    from rich.table import Table
+
+    s = result.request
+    table = Table("stage", "seconds", title=f"{result.path} ({result.frames} frames)")
+    for stage, seconds in result.seconds.items():
+        table.add_row(stage, f"{seconds:.2f}")
+    console.print(table)
+    console.print(
+        f"settings: {s.height}x{s.width}, {s.frames} frames, {s.steps} steps ({s.scheduler}), "
+        f"guidance {s.guidance:g}, seed {s.seed}, fps {s.fps}, decode_chunk {s.decode_chunk}; "
+        f"{result.device} {result.dtype}"
+    )
+    console.print(
+        f"peak memory {result.peak_bytes / GIB:.2f} GiB (planner estimated "
+        f"{result.estimate.peak / GIB:.2f} GiB; {result.estimate.source.split(':')[0]})"
+        + ("; retried after out-of-memory with decode_chunk=1" if result.retried else "")
+    )
+
+
+def _bench(
+    app: Settings,
+    image: Path | None,
+    random_weights: bool,
+    overrides: dict[str, Any],
+    dtype: str | None,
+    device: str | None,
+    console: Any,
+    repeat: int = 3,
+    compile_unet: bool = False,
+) -> dict[str, Any]:
+    from i2vkit.runtime import bench as b
+    from i2vkit.runtime.pictures import gradient_picture, load_image
+
+    s = request.make(app.model, "preview", prompt="a boat sails at sunset", **overrides)
+    picture = load_image(image) if image else gradient_picture(s.height, s.width)
+    with console.status(f"benchmarking {app.model}: stock, then i2vkit ..."):
+        result = b.run(app, app.model, s, picture, random_weights, device, dtype, repeat,
+                       compile_unet)  # fmt: skip
+    _draw_bench(result, console)
+    return result
+
+
+def _calibrate(app: Settings, dtype: str | None, device: str | None, console: Any) -> Any:
+    from i2vkit.runtime import calibrate as cal
+    from i2vkit.runtime.pictures import gradient_picture
+
+    with console.status(f"calibrating {app.model} at {len(cal.SIZES)} sizes ..."):
+        profile = cal.calibrate(app, gradient_picture(256, 256), device, dtype)
+    path = cal.save(profile, app.home)
+    console.print(
+        f"{profile.model} on {profile.device} ({profile.dtype}): weights "
+        f"{profile.weights_bytes / GIB:.2f} GiB, {profile.unet_bytes_per_position:g} B per latent "
+        f"position, {profile.vae_bytes_per_pixel:g} B per decoded pixel, fixed "
+        f"{profile.fixed_bytes / GIB:.2f} GiB; saved to {path}"
+    )
+    return profile
+
+
+def _draw_bench(result: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    gib, floor = 1024**3, result["floor_seconds"]
+    s = result["settings"]
+    table = Table(
+        "run", "dtype", "s/step", "end-to-end s", "peak GiB", "x floor",
+        title=f"{result['model']} on {result['device']}: {s.height}x{s.width}, {s.frames} frames,"
+        f" {s.steps} steps, seed {s.seed}; median of {result['repeat']}",
+    )  # fmt: skip
+    for r in result["runs"]:
+        table.add_row(r.name, r.dtype, f"{r.step_seconds:.3f}", f"{r.seconds:.2f}",
+                      f"{r.peak_bytes / gib:.2f}", f"{r.seconds / floor:.1f}")  # fmt: skip
+    console.print(table)
+    stock, tuned = result["runs"]
+    console.print(
+        f"i2vkit vs stock: {stock.seconds / tuned.seconds:.2f}x faster end to end, "
+        f"{stock.step_seconds / max(tuned.step_seconds, 1e-9):.2f}x per step; peak memory "
+        f"i2vkit/stock {tuned.peak_bytes / max(stock.peak_bytes, 1):.2f}"
+    )
+    console.print(
+        f"job: {result['flops']['total'] / 1e12:.1f} TFLOP; measured matmul rate "
+        f"{result['matmul_rate'] / 1e12:.2f} TFLOP/s ({tuned.dtype}); floor {floor:.2f} s"
+    )
