@@ -25,8 +25,10 @@ import rattler
 
 from i2vkit.env import condalock
 from i2vkit.errors import CondaInstallError, ConfigError
+from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.choose import MirrorPlan, choose
+from i2vkit.mirrors.failover import Attempt, Notify
 from i2vkit.mirrors.rewrite import Rule, mirror_of, rewrite_url, rules
 
 KIND = "conda"
@@ -34,7 +36,6 @@ TIMEOUT_S = 600  # per request, body included: a stalled mirror fails over inste
 _FETCH = re.compile(r"failed to fetch (\S+)")
 
 Progress = Callable[[str, int, "int | None"], None]  # package name, bytes so far, total
-Notify = Callable[[str], None]  # a sentence for people: a mirror failed, switching to the next
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,6 @@ class InstalledPackage:
     url: str  # where it was installed from (the mirror's URL)
     bytes: int | None  # downloaded in this run; 0 when it came from the package cache
     mirror: str  # catalogue name of the mirror serving `url`
-
-
-@dataclass(frozen=True)
-class Attempt:
-    mirror: str
-    ok: bool
-    reason: str | None  # the failure, naming the package and the URL
-    package: str | None  # the package that could not be fetched
-    mirror_fault: bool  # the mirror failed (worth trying the next one)
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -76,13 +67,7 @@ class CondaResult:
         return out
 
     def summary(self) -> list[str]:
-        lines = []
-        for a in self.attempts:
-            took = f"{a.seconds:.1f} s"
-            state = f"installed in {took}" if a.ok else f"failed after {took}: {a.reason}"
-            lines.append(f"conda via {a.mirror} ({self.backend}): {state}")
-        for before, after in zip(self.attempts, self.attempts[1:], strict=False):
-            lines.append(f"switched conda from {before.mirror} to {after.mirror}")
+        lines = failover.describe(KIND, self.attempts, done=f"installed with {self.backend}")
         if self.ok:
             for mirror, size in sorted(self.bytes_by_mirror().items()):
                 count = sum(p.mirror == mirror for p in self.packages)
@@ -190,21 +175,6 @@ def conda_chain(plan: MirrorPlan) -> tuple[str, ...]:
     return chain
 
 
-def failover(
-    chain: tuple[str, ...], attempt: Callable[[str], Attempt], notify: Notify | None = None
-) -> list[Attempt]:
-    """Run `attempt` per mirror until one succeeds or fails for a reason not the mirror's."""
-    done: list[Attempt] = []
-    for index, mirror in enumerate(chain):
-        done.append(attempt(mirror))
-        last = done[-1]
-        if last.ok or not last.mirror_fault:
-            break
-        if notify is not None and index + 1 < len(chain):
-            notify(f"{last.reason}; switching conda to {chain[index + 1]}")
-    return done
-
-
 def install_rattler(
     lockfile: Path,
     prefix: Path,
@@ -237,14 +207,13 @@ def install_rattler(
         except Exception as error:  # rattler raises its own InstallerError, not ours
             took = time.monotonic() - start
             if not _FETCH.search(str(error)):
-                reason = f"installing into {prefix} failed: {error}"
-                return Attempt(mirror, False, reason, None, False, took)
+                return Attempt(mirror, False, took, f"installing into {prefix} failed: {error}")
             package, reason = _fetch_failure(error, {r.file_name: r for r in records}, mirror)
-            return Attempt(mirror, False, reason, package, True, took)
+            return Attempt(mirror, False, took, reason, mirror_fault=True, package=package)
         sizes.update(reporter.bytes)
-        return Attempt(mirror, True, None, None, False, time.monotonic() - start)
+        return Attempt(mirror, True, time.monotonic() - start)
 
-    attempts = tuple(failover(conda_chain(plan), attempt, notify))
+    attempts = failover.run(conda_chain(plan), attempt, KIND, notify)
     if not attempts[-1].ok:
         raise CondaInstallError(CondaResult("rattler", platform, prefix, attempts, ()))
     installed = read_prefix(prefix, catalogue, sizes)

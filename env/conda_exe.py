@@ -13,7 +13,6 @@ None of these executables is available on the test bed: `detect` is tested, `ins
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -24,18 +23,17 @@ from pathlib import Path
 
 from i2vkit.env import condalock
 from i2vkit.env.conda import (
-    Attempt,
     CondaInstallError,
     CondaResult,
-    Notify,
     conda_chain,
-    failover,
     host_platform,
     mirror_rules,
     read_prefix,
 )
+from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.choose import MirrorPlan
+from i2vkit.mirrors.failover import Attempt, Notify
 
 EXECUTABLES = ("mamba", "micromamba", "conda")
 # Where an initialised shell keeps the executable when the command itself is a shell function
@@ -46,14 +44,6 @@ _WHY = {
     "micromamba": "micromamba is a single static binary with libmamba's speed",
     "conda": "conda installs explicit files too, more slowly than mamba",
 }
-# conda's, mamba's and micromamba's (libcurl's) ways of saying a download failed.
-_NETWORK = re.compile(
-    r"CondaHTTPError|HTTP \d{3}|HTTP error|download error|multi-download failed|"
-    r"could not resolve host|couldn't connect|connection refused|failed to connect|"
-    r"timed? ?out|connection (?:reset|aborted|broken)|ssl|md5 mismatch|checksum mismatch|"
-    r"sha256 mismatch|hash mismatch|ProxyError",
-    re.I,
-)
 
 
 @dataclass(frozen=True)
@@ -84,13 +74,6 @@ def detect(path: str | None = None, environ: Mapping[str, str] | None = None) ->
     return Detection(
         None, None, f"none of {tried} is on PATH: the embedded py-rattler backend needs none"
     )
-
-
-def _failure(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    network = [ln for ln in lines if _NETWORK.search(ln)]
-    chosen = (network or lines or ["no output"])[-1]
-    return chosen if len(chosen) <= 300 else chosen[:297] + "..."
 
 
 def _run(exe: Path, prefix: Path, text: str, timeout: float) -> tuple[int, str]:
@@ -129,12 +112,11 @@ def install_exe(
         code, output = _run(exe, prefix, text, timeout_s)
         took = time.monotonic() - start
         if code == 0:
-            return Attempt(mirror, True, None, None, False, took)
-        network = bool(_NETWORK.search(output))
-        reason = f"{exe.name} failed with mirror {mirror}: {_failure(output)}"
-        return Attempt(mirror, False, reason, None, network, took)
+            return Attempt(mirror, True, took)
+        reason = f"{exe.name} failed with mirror {mirror}: {failover.failing_line(output)}"
+        return Attempt(mirror, False, took, reason, failover.mirror_fault(output))
 
-    attempts = tuple(failover(conda_chain(plan), attempt, notify))
+    attempts = failover.run(conda_chain(plan), attempt, "conda", notify)
     backend = exe.name
     if not attempts[-1].ok:
         raise CondaInstallError(CondaResult(backend, platform, prefix, attempts, ()))

@@ -43,11 +43,11 @@ def _with_wheelhouse(
         return install(python, requirements, catalogue, plan.mirrors, kind=kind, tool="uv")
     except InstallError as error:
         failed = error.result
-        if plan.wheelhouse is None or not all(a.network for a in failed.attempts):
+        if plan.wheelhouse is None or not all(a.mirror_fault for a in failed.attempts):
             raise
     sources = ["--find-links", str(plan.wheelhouse), "--index-url", plan.mirrors.url("pypi")]
     last: Attempt = attempt(python, requirements, sources, "wheelhouse", tool="uv")
-    if not last.ok and last.network:  # no PyPI mirror either: the wheelhouse alone
+    if not last.ok and last.mirror_fault:  # no PyPI mirror either: the wheelhouse alone
         alone = ["--no-index", "--find-links", str(plan.wheelhouse)]
         last = attempt(python, requirements, alone, "wheelhouse", tool="uv")
     result = InstallResult(kind, "uv", (*failed.attempts, last), {})

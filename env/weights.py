@@ -22,8 +22,10 @@ import psutil
 
 from i2vkit.catalogue import Model
 from i2vkit.errors import WeightsError
+from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.choose import MirrorPlan
+from i2vkit.mirrors.failover import Attempt
 from i2vkit.settings import Settings
 
 
@@ -120,22 +122,31 @@ def fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
     if folder is not None:
         return WeightsResult(model.name, folder, "cache", _count(folder), _size(folder), 0,
                              time.perf_counter() - started)  # fmt: skip
-    notes: list[str] = []
     received = psutil.net_io_counters().bytes_recv
-    for mirror in plan.chains.get("hf", ()):
+    fetched: dict[str, tuple[Path, str]] = {}  # mirror -> (snapshot folder, verification)
+
+    def one(mirror: str) -> Attempt:
         endpoint = mirrors.mirror[mirror].endpoint("hf")
         assert endpoint is not None
+        start = time.perf_counter()
         try:
             folder = _download(model, app, endpoint.url)
-            notes.append(_verify(model, endpoint.url, folder))
+            fetched[mirror] = (folder, _verify(model, endpoint.url, folder))
         except WeightsError:
-            raise
-        except Exception as error:  # network, 5xx, not found: the next endpoint may have it
-            notes.append(_why(error, model, mirror))
-            continue
+            raise  # the files came but are wrong: say so, do not look elsewhere
+        except Exception as error:  # network, 5xx, not served there: the next may have it
+            return Attempt(mirror, False, time.perf_counter() - start, _why(error, model, mirror),
+                           mirror_fault=True)  # fmt: skip
+        return Attempt(mirror, True, time.perf_counter() - start)
+
+    attempts = failover.run(plan.chains.get("hf", ()), one, "weights")
+    notes = [a.reason for a in attempts if a.reason]
+    if attempts and attempts[-1].ok:
+        mirror = attempts[-1].mirror
+        folder, verified = fetched[mirror]
         got = psutil.net_io_counters().bytes_recv - received
         return WeightsResult(model.name, folder, mirror, _count(folder), _size(folder), got,
-                             time.perf_counter() - started, tuple(notes))  # fmt: skip
+                             time.perf_counter() - started, (*notes, verified))  # fmt: skip
     if model.local:
         folder = build_demo(model, app, build_python)
         notes.append(f"no endpoint serves {model.repo_id}: built locally")

@@ -30,41 +30,20 @@ import httpx
 
 from i2vkit import tools
 from i2vkit.errors import ConfigError, InstallError
+from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue, TorchEndpoint
 from i2vkit.mirrors.choose import MirrorPlan
+from i2vkit.mirrors.failover import Attempt
 from i2vkit.mirrors.probe import describe_error
 from i2vkit.mirrors.rewrite import mirror_of
 
-_LOG_LINE = re.compile(r"^\s*(?:DEBUG|TRACE|INFO)\s")
 READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging
 
-_NETWORK = re.compile(
-    r"connection refused|failed to establish a new connection|name or service not known"
-    r"|failed to connect|newconnectionerror|maxretryerror|max retries exceeded"
-    r"|temporary failure in name resolution|nodename nor servname|dns error|failed to lookup"
-    r"|connection (?:reset|aborted|broken)|remotedisconnected|incompleteread|timed? ?out"
-    r"|http error 5\d\d|\b5\d\d (?:server error|bad gateway|service unavailable|gateway timeout)"
-    r"|status(?: code)? 5\d\d|error sending request|connection closed before",
-    re.I,
-)
 _PIP_FETCH = re.compile(r"^\s*Downloading (\S+)", re.M)
 _UV_FETCH = re.compile(r"GET request for: (\S+)")
 _DIST = re.compile(r"\.(?:whl|tar\.gz|zip)$")
-# pip prints "ERROR: ..."; uv prints "error: ...", a cross-mark line, then "Caused by: ...".
-_ERROR_STARTS = ("error", "\N{MULTIPLICATION SIGN}", "caused by")
 _INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
 _UV_INDEX_VARS = ("UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    mirror: str
-    index_args: tuple[str, ...]
-    ok: bool
-    reason: str | None  # the failing line of the tool's output
-    network: bool  # the failure is the mirror's (worth trying the next one)
-    fetched: tuple[str, ...]  # file URLs the tool downloaded in this attempt
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -79,18 +58,8 @@ class InstallResult:
         return bool(self.attempts) and self.attempts[-1].ok
 
     def summary(self) -> list[str]:
-        lines = []
-        for a in self.attempts:
-            if a.ok:
-                lines.append(f"{self.kind} via {a.mirror}: installed in {a.seconds:.1f} s")
-                continue
-            lost = f"; {len(a.fetched)} file(s) fetched before it, discarded" if a.fetched else ""
-            took = f"failed after {a.seconds:.1f} s"
-            lines.append(f"{self.kind} via {a.mirror}: {took}: {a.reason}{lost}")
-        for before, after in zip(self.attempts, self.attempts[1:], strict=False):
-            lines.append(f"switched {self.kind} from {before.mirror} to {after.mirror}")
-        lines += [f"{name} from {mirror}" for name, mirror in sorted(self.files.items())]
-        return lines
+        lines = failover.describe(self.kind, self.attempts)
+        return lines + [f"{name} from {mirror}" for name, mirror in sorted(self.files.items())]
 
 
 def index_args(catalogue: Catalogue, plan: MirrorPlan, mirror: str, kind: str) -> list[str]:
@@ -168,20 +137,17 @@ def install(
     """Install `requirements` into the environment of `python`, from the plan's mirror for
     `kind` ('pypi', or 'torch' for the torch step), failing over along the plan's chain.
     Raises InstallError (carrying the result) when no mirror could do it."""
-    attempts: list[Attempt] = []
-    child = child_env(tool, env)
-    for mirror in plan.chains.get(kind, ()):
-        args = index_args(catalogue, plan, mirror, kind)
-        code, output, fetched, took = _run(tool, python, [*args, *requirements], child, timeout)
-        if code == 0:
-            attempts.append(Attempt(mirror, tuple(args), True, None, False, fetched, took))
-            files = {_name(u): mirror_of(u, catalogue) or mirror for u in fetched}
-            return InstallResult(kind, tool, tuple(attempts), files)
-        failed = _failed(mirror, args, output, fetched, took)
-        attempts.append(failed)
-        if not failed.network:
-            break
-    raise InstallError(InstallResult(kind, tool, tuple(attempts), {}))
+
+    def one(mirror: str) -> Attempt:
+        return attempt(python, requirements, index_args(catalogue, plan, mirror, kind), mirror,
+                       tool, env, timeout)  # fmt: skip
+
+    attempts = failover.run(plan.chains.get(kind, ()), one, kind)
+    last = attempts[-1] if attempts else None
+    if last is None or not last.ok:
+        raise InstallError(InstallResult(kind, tool, attempts, {}))
+    files = {_name(u): mirror_of(u, catalogue) or last.mirror for u in last.fetched}
+    return InstallResult(kind, tool, attempts, files)
 
 
 def attempt(
@@ -193,31 +159,26 @@ def attempt(
     env: Mapping[str, str] | None = None,
     timeout: float = 1800,
 ) -> Attempt:
-    """One install with explicit source options (a local wheelhouse, say), no failover: for
-    sources that are not catalogue mirrors."""
+    """One install from exactly the sources in `source_args` (a mirror's index options, or a
+    local wheelhouse), named `label` in reports."""
     code, output, fetched, took = _run(
         tool, python, [*source_args, *requirements], child_env(tool, env), timeout
     )
+    options = tuple(source_args)
     if code == 0:
-        return Attempt(label, tuple(source_args), True, None, False, fetched, took)
-    return _failed(label, source_args, output, fetched, took)
-
-
-def _failed(
-    mirror: str, args: Sequence[str], output: str, fetched: tuple[str, ...], took: float
-) -> Attempt:
-    """The failed attempt, with whether the mirror is to blame. pip with --retries 0 logs a
-    refused or unresolvable index only at debug level and then says "No matching distribution
-    found", as it would for a package the index lacks: so a failure whose output names no
-    network error is checked against the sources themselves (one GET each, short timeouts)."""
-    if _NETWORK.search(_diagnostics(output)):
-        return Attempt(mirror, tuple(args), False, _failing_line(output), True, fetched, took)
-    for url in _source_urls(args):
-        unreachable = reachable(url)
-        if unreachable:
-            reason = f"{url} is unreachable ({unreachable}); the tool said: {_failing_line(output)}"
-            return Attempt(mirror, tuple(args), False, reason, True, fetched, took)
-    return Attempt(mirror, tuple(args), False, _failing_line(output), False, fetched, took)
+        return Attempt(label, True, took, fetched=fetched, options=options)
+    reason, fault = failover.failing_line(output), failover.mirror_fault(output)
+    if not fault:
+        # pip with --retries 0 logs a refused or unresolvable index only at debug level, then
+        # says "No matching distribution found" as for a package the index lacks: so a failure
+        # that names no network error is checked against the sources themselves (one GET each)
+        for url in _source_urls(source_args):
+            unreachable = reachable(url)
+            if unreachable:
+                reason = f"{url} is unreachable ({unreachable}); the tool said: {reason}"
+                fault = True
+                break
+    return Attempt(label, False, took, reason, fault, fetched, options)
 
 
 def _source_urls(args: Sequence[str]) -> list[str]:
@@ -240,18 +201,3 @@ def reachable(url: str, timeout: float = 5.0) -> str | None:
 
 def _name(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-
-
-def _diagnostics(output: str) -> str:
-    """The tool's output without uv's -v log lines: they state settings ("connect timeout of
-    10s") that would read as network failures."""
-    return "\n".join(ln for ln in output.splitlines() if not _LOG_LINE.match(ln))
-
-
-def _failing_line(output: str) -> str:
-    lines = [ln.strip() for ln in _diagnostics(output).splitlines() if ln.strip()]
-    network = [ln for ln in lines if _NETWORK.search(ln)]
-    errors = [ln for ln in lines if ln.lower().startswith(_ERROR_STARTS)]
-    chosen = (network or errors or lines or ["no output"])[-1]
-    chosen = re.sub(r"^[^\w\[(]+", "", chosen)  # pip/uv draw boxes and arrows before the text
-    return chosen if len(chosen) <= 300 else chosen[:297] + "..."

@@ -50,7 +50,7 @@ def test_a_dead_mirror_fails_over_and_says_so(tool, dead, stand_ins, venv, neutr
         python_of(venv), ["alpha"], catalogue, choose(catalogue, dead), tool=tool, env=neutral_env
     )
     first, second = result.attempts
-    assert (first.mirror, first.ok, first.network) == (dead, False, True)
+    assert (first.mirror, first.ok, first.mirror_fault) == (dead, False, True)
     assert "switched pypi from " + dead in " ".join(result.summary())
     expected = ("refused",) if dead == "ustc" else ("dns", "name or service not known")
     assert any(e in (first.reason or "").lower() for e in expected), first.reason
@@ -90,7 +90,7 @@ def test_mirror_stopped_mid_install_fails_over_with_the_switch_reported(
     result = outcome[0]
     assert isinstance(result, InstallResult), result
     failed, succeeded = result.attempts
-    assert failed.mirror == "tuna" and not failed.ok and failed.network
+    assert failed.mirror == "tuna" and not failed.ok and failed.mirror_fault
     assert succeeded.mirror == "aliyun" and succeeded.ok
     summary = result.summary()
     assert "switched pypi from tuna to aliyun" in summary
@@ -105,7 +105,7 @@ def test_a_failure_that_is_not_the_network_does_not_hop_mirrors(loopback, venv, 
     with pytest.raises(InstallError) as caught:
         install(python_of(venv), ["needs-missing"], loopback, plan, env=neutral_env)
     attempts = caught.value.result.attempts
-    assert len(attempts) == 1 and not attempts[0].network
+    assert len(attempts) == 1 and not attempts[0].mirror_fault
     assert "no-such-project" in (attempts[0].reason or "")
 
 
