@@ -28,6 +28,7 @@ from rattler import Channel, Gateway, GenericVirtualPackage, MatchSpec, PackageN
 from rattler.package import BuildString
 from rattler.platform import Subdir
 
+from i2vkit import files
 from i2vkit.errors import (
     LOCK_FIX,
     ConfigError,
@@ -36,7 +37,6 @@ from i2vkit.errors import (
     SolveError,
 )
 from i2vkit.mirrors import catalogue as mirror_catalogue
-from i2vkit.mirrors.render import write_atomic
 from i2vkit.mirrors.rewrite import Rule, rewrite_url
 
 HERE = Path(__file__).resolve().parent
@@ -199,7 +199,7 @@ def lock(
         "# Written by `invoke lock` (py-rattler solve); do not edit. URLs are canonical:\n"
         "# `invoke setup --mirror NAME` points them at the mirror when installing.\n"
     )
-    write_atomic(out_path, header + yaml.safe_dump(data, sort_keys=False))
+    files.write_text(out_path, header + yaml.safe_dump(data, sort_keys=False))
     return out_path
 
 

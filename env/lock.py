@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from i2vkit import files
 from i2vkit.data import need_checkout
 from i2vkit.env import condalock
 from i2vkit.env.plan import REQUIREMENTS
@@ -26,7 +27,12 @@ from i2vkit.tools import uv
 
 def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
     root = need_checkout("invoke lock (it compiles the checkout's pyproject.toml)")
-    tmp = out.with_suffix(".tmp")
+    with files.replacing(out) as tmp:
+        _compile(root, plan, tmp)
+    return out
+
+
+def _compile(root: Path, plan: MirrorPlan, tmp: Path) -> None:
     done = subprocess.run(
         [uv(), "pip", "compile", str(root / "pyproject.toml"), "--extra", "runtime",
          "--universal", "--python-version", "3.10", "--generate-hashes", "--no-header",
@@ -35,11 +41,8 @@ def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> Path
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
-        tmp.unlink(missing_ok=True)
         raise SolveError(f"locking the pip layer through {plan.url('pypi')} failed: "
                           f"{done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
-    tmp.replace(out)
-    return out
 
 
 def lock_conda(catalogue: Catalogue, plan: MirrorPlan, platforms: list[str] | None) -> Path:

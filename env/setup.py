@@ -118,7 +118,7 @@ def _build(plan: planning.SetupPlan, folder: Path, report: Report) -> env_state.
         step.detail = f"torch {venv.check(python)}"
         # the mirror's pip.conf / uv.toml / .condarc inside the env, so a later `pip install`
         # there uses the same mirror: the user's own configuration is not touched
-        written = render.write(render.files(plan.mirrors, folder, "env"))
+        written = render.write(render.config_files(plan.mirrors, folder, "env"))
         report.notes.append(f"mirror config written: {', '.join(p.name for p in written)}")
     return env_state.EnvState(plan.lock_hash, plan.variant, plan.backend, str(python),
                               plan.torch, used, env_state.now(), plan.python_version)  # fmt: skip
@@ -216,7 +216,9 @@ def run(options: planning.Options, app: Settings, show: Callable[[dict[str, Any]
     elif installed:
         report.env_python = Path(installed.python)
     if plan.global_config:  # asked for: the user's own pip, uv and conda configuration
-        changes = [c for c in render.files(plan.mirrors, None, "global") if c.what != "docker"]
+        changes = [
+            c for c in render.config_files(plan.mirrors, None, "global") if c.what != "docker"
+        ]
         report.notes += [f"wrote {p}" for p in render.write(changes)]
     if plan.weights and plan.model:
         with _Timer(report, "weights") as step:

@@ -4,12 +4,12 @@ that touches no network and returns in well under 2 s."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from i2vkit import files
 
 STATE = ".i2vkit-setup.json"
 
@@ -42,12 +42,8 @@ def read(prefix: Path) -> EnvState | None:
 
 
 def write(prefix: Path, state: EnvState) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=prefix)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(asdict(state), f, indent=2)
-    # mkstemp makes it 0600: an image's unprivileged user must read its env's record too
-    Path(tmp).chmod(0o644)
-    Path(tmp).replace(prefix / STATE)
+    # 0644: an image's unprivileged user must read its env's record too
+    files.write_text(prefix / STATE, json.dumps(asdict(state), indent=2), mode=0o644)
 
 
 def now() -> float:

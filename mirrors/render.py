@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from i2vkit import files
 from i2vkit.errors import ConfigError
 from i2vkit.mirrors.catalogue import CondaEndpoint, TorchEndpoint
 from i2vkit.mirrors.choose import MirrorPlan
@@ -149,7 +149,7 @@ class FileChange:
     what: str
 
 
-def files(plan: MirrorPlan, prefix: Path | None, scope: str = "env") -> list[FileChange]:
+def config_files(plan: MirrorPlan, prefix: Path | None, scope: str = "env") -> list[FileChange]:
     """The files to write: inside `prefix` (scope 'env'), or the user's own ('global').
     A tool whose kind no mirror offers gets no file."""
     if scope == "env":
@@ -185,22 +185,9 @@ def _read_json(path: Path) -> dict[str, object]:
     return data
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target under a unique name, then rename: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write(changes: list[FileChange]) -> list[Path]:
     for change in changes:
-        write_atomic(change.path, change.text)
+        files.write_text(change.path, change.text)
     return [c.path for c in changes]
 
 

@@ -8,14 +8,13 @@ row is written to $I2VKIT_HOME/memory_profiles.toml, where it wins over the ship
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from i2vkit import planner, request
+from i2vkit import files, planner, request
 from i2vkit.runtime.loader import Loader
 from i2vkit.runtime.runner import Runner
 from i2vkit.settings import Settings
@@ -104,14 +103,4 @@ def save(profile: planner.Profile, home: Path) -> Path:
         lines.append("\n[[profile]]")
         for name, value in row.model_dump().items():
             lines.append(f"{name} = {json.dumps(value)}")  # JSON scalars are TOML scalars
-    home.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".memory_profiles.", dir=home)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+    return files.write_text(path, "\n".join(lines) + "\n")

@@ -7,23 +7,14 @@ runtime's code paths and the memory model see the same structure as the full-siz
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
+from i2vkit import files
 from i2vkit.runtime.pipelines import FAMILIES
 
 
 def save(folder: Path, family: str = "i2vgen-xl", seed: int = 0) -> Path:
     """Build the tiny model of `family` and save it to `folder` atomically (temp + rename)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with files.replacing_folder(Path(folder)) as tmp:
         FAMILIES[family].build_tiny(seed=seed).save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return Path(folder)

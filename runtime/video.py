@@ -7,38 +7,30 @@ visible under the final name.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from i2vkit import files
 
 
 def write_mp4(frames: Any, path: Path, fps: int) -> Path:
     """Encode `frames` (uint8 array, (F, H, W, 3)) as H.264 mp4 at `path`, atomically."""
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
-            stream.pix_fmt = "yuv420p"  # what browsers and phones play
-            stream.options = {"crf": "18", "preset": "fast", "movflags": "+faststart"}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with (
+        files.replacing(Path(path), suffix=".mp4") as tmp,
+        av.open(str(tmp), "w", "mp4") as container,
+    ):
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
+        stream.pix_fmt = "yuv420p"  # what browsers and phones play
+        stream.options = {"crf": "18", "preset": "fast", "movflags": "+faststart"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
 
 
 def read_mp4(path: Path) -> Any:

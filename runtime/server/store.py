@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from i2vkit import files
 from i2vkit.errors import JobNotFoundError, QueueFullError, StoreBusyError
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -135,10 +136,8 @@ class JobStore:
         with self._lock:
             if self.depth() >= self.queue_size:
                 raise QueueFullError(self.queue_size, retry_after)
-            path = self.input_path(job_id)
-            tmp = path.with_suffix(".tmp")
-            image.save(tmp, format="PNG")
-            tmp.replace(path)
+            with files.replacing(self.input_path(job_id)) as tmp:
+                image.save(tmp, format="PNG")
             self._db.execute(
                 "INSERT INTO jobs (id, status, settings, created) VALUES (?, 'queued', ?, ?)",
                 (job_id, json.dumps(settings), time.time()),

@@ -27,7 +27,7 @@ def _host_free_env(tmp_path) -> dict[str, str]:
 def test_pip_reads_the_pip_conf_written_inside_the_env(stand_ins, venv, tmp_path):
     catalogue = catalogue_for({"aliyun": stand_ins["urls"]["aliyun"]}, stand_ins["torch"].url)
     plan = choose(catalogue, "aliyun", VARIANT)
-    written = render.write(render.files(plan, venv))
+    written = render.write(render.config_files(plan, venv))
     assert all(path.parent == venv for path in written)
     aliyun = stand_ins["servers"]["aliyun"]
     before = len(aliyun.fetched())
@@ -42,7 +42,7 @@ def test_pip_reads_the_pip_conf_written_inside_the_env(stand_ins, venv, tmp_path
 def test_uv_reads_the_uv_toml_with_the_explicit_flat_torch_index(stand_ins, venv, tmp_path):
     catalogue = catalogue_for({"aliyun": stand_ins["urls"]["aliyun"]}, stand_ins["torch"].url)
     plan = choose(catalogue, "aliyun", VARIANT)
-    render.write(render.files(plan, venv))
+    render.write(render.config_files(plan, venv))
     aliyun = stand_ins["servers"]["aliyun"]
     before = len(aliyun.fetched())
     env = _host_free_env(tmp_path) | {"UV_CACHE_DIR": str(tmp_path / "uv-cache")}
@@ -79,19 +79,11 @@ def test_daemon_json_keeps_the_other_settings():
 def test_global_scope_is_only_the_users_files(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    changes = render.files(choose(load(), "tuna"), None, scope="global")
+    changes = render.config_files(choose(load(), "tuna"), None, scope="global")
     paths = {c.what: c.path for c in changes}
     assert paths["pip"] == tmp_path / "config" / "pip" / "pip.conf"
     assert paths["conda"] == tmp_path / ".condarc"
     assert paths["docker"] == render.DAEMON_JSON
-
-
-def test_write_atomic_replaces_and_leaves_no_temp_files(tmp_path):
-    target = tmp_path / "env" / "pip.conf"
-    render.write_atomic(target, "one\n")
-    render.write_atomic(target, "two\n")
-    assert target.read_text() == "two\n"
-    assert [p.name for p in target.parent.iterdir()] == ["pip.conf"]
 
 
 def test_show_tuna_prints_every_tool_s_configuration(capsys):
