@@ -1,22 +1,31 @@
-"""A generation request: a preset, the user's overrides, and every bound checked first.
+"""A generation request: a preset and the model's defaults, the user's overrides, every bound
+checked first. The one model of a request's settings: the CLI's flags, the API's form and the
+memory planner all go through it.
 
-Light (no torch): the server validates requests with it before anything is queued.
+`Overrides` (what a user may set) is a pydantic model whose bounds are presets.toml's [limits],
+built once from that file; `make` validates the overrides with it and merges them into a
+`Request`. Validation failures become RequestError sentences that name the value and the range
+(`sentence` is also what the API answers with). Light: no torch.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
 from i2vkit import catalogue
+from i2vkit.data import StrictModel
 from i2vkit.errors import RequestError
 
 SCHEDULERS = ("ddim", "dpm++", "euler")
+Scheduler = Literal["ddim", "dpm++", "euler"]
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a job runs with, after the preset and the overrides are merged."""
+class Request(StrictModel):
+    """What a job runs with, after the preset and the overrides are merged and checked."""
 
     model: str
     height: int
@@ -27,12 +36,73 @@ class Request:
     fps: int
     seed: int
     decode_chunk: int
-    scheduler: str
+    scheduler: Scheduler
     prompt: str = ""
     negative_prompt: str = ""
 
-    def replace(self, **changes: object) -> Request:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> Request:
+        """A copy with `changes` (the planner's alternatives, a retry's safer settings)."""
+        return self.model_copy(update=changes)
+
+
+@cache
+def bounds() -> dict[str, tuple[float, float]]:
+    """Each numeric setting's allowed range, from presets.toml's [limits]."""
+    lim = catalogue.limits()
+    return {
+        "height": (lim.size_min, lim.size_max),
+        "width": (lim.size_min, lim.size_max),
+        "frames": (lim.frames_min, lim.frames_max),
+        "steps": (lim.steps_min, lim.steps_max),
+        "guidance": (lim.guidance_min, lim.guidance_max),
+        "fps": (lim.fps_min, lim.fps_max),
+        "decode_chunk": (lim.decode_chunk_min, lim.decode_chunk_max),
+        "seed": (0, lim.seed_max),
+    }
+
+
+@cache
+def overrides_model() -> Any:
+    """The pydantic model of what a user may set (every field optional, None = the preset's):
+    types, ranges, the size multiple and the prompt length, from presets.toml."""
+    lim = catalogue.limits()
+    fields: dict[str, Any] = {}
+    for name, (low, high) in bounds().items():
+        kind = float if name == "guidance" else int
+        multiple = lim.size_multiple if name in ("height", "width") else None
+        fields[name] = (kind | None, Field(None, ge=low, le=high, multiple_of=multiple))
+    fields["scheduler"] = (Scheduler | None, None)
+    for name in ("prompt", "negative_prompt"):
+        fields[name] = (str | None, Field(None, max_length=lim.prompt_max_chars))
+    config = ConfigDict(extra="forbid", frozen=True)
+    return create_model("Overrides", __config__=config, **fields)
+
+
+def sentence(error: ErrorDetails) -> str:
+    """One of pydantic's complaints as i2vkit says it: the value, then what would do."""
+    name = str(error["loc"][-1]) if error.get("loc") else "request"
+    value, ctx, kind = error.get("input"), error.get("ctx") or {}, error.get("type", "")
+    if kind == "multiple_of":
+        k = int(ctx["multiple_of"])
+        low = int(bounds().get(name, (k, k))[0])
+        near = max(low, round(float(value or 0) / k) * k)
+        return f"{name}={value} is not a multiple of {k}; try {name}={near}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = bounds().get(name, (ctx.get("ge", "?"), ctx.get("le", "?")))
+        return f"{name}={value} is out of range; allowed: {low:g} to {high:g}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{name}={value!r} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{name}={value!r} is not a number"
+    if kind == "literal_error":
+        return f"{name} {value!r} is unknown; known: {', '.join(SCHEDULERS)}"
+    if kind == "string_too_long":
+        return f"{name} is longer than {ctx.get('max_length')} characters"
+    if kind == "extra_forbidden":
+        return f"unknown setting {name!r}"
+    if kind == "missing":
+        return f"{name} is required"
+    return f"{name}: {error.get('msg', 'invalid')}"
 
 
 def make(model: str, preset: str = "preview", **overrides: object) -> Request:
@@ -40,9 +110,10 @@ def make(model: str, preset: str = "preview", **overrides: object) -> Request:
     entry = catalogue.model(model)
     base = catalogue.preset(preset)
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(Request)}
-    if unknown:
-        raise RequestError(f"unknown setting {sorted(unknown)[0]!r}")
+    try:
+        checked = overrides_model().model_validate(given)
+    except ValidationError as error:
+        raise RequestError("; ".join(sentence(e) for e in error.errors())) from error
     values: dict[str, object] = {
         "model": entry.name,
         "height": base.height,
@@ -55,58 +126,8 @@ def make(model: str, preset: str = "preview", **overrides: object) -> Request:
         "decode_chunk": 8,
         "scheduler": entry.scheduler,
     }
-    values.update({k: _coerce(k, v) for k, v in given.items()})
-    settings = Request(**values)  # type: ignore[arg-type]
-    check(settings)
-    return settings
-
-
-_TYPES = {f.name: f.type for f in dataclasses.fields(Request)}
-
-
-def _coerce(name: str, value: object) -> object:
-    """Flags and form fields arrive as text: make each the field's type, or say what is wrong."""
-    kind = _TYPES[name]
-    try:
-        if kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(str(value)) if not isinstance(value, (int, float)) else int(value)
-        if kind == "float":
-            return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        what = "a whole number" if kind == "int" else "a number"
-        raise RequestError(f"{name}={value!r} is not {what}") from None
-    return str(value)
-
-
-def _bounded(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise RequestError(f"{name}={value} is out of range; allowed: {low:g} to {high:g}")
-
-
-def check(s: Request) -> None:
-    """Every numeric setting bounded, sizes aligned, names known; raises RequestError."""
-    lim = catalogue.limits()
-    for name in ("height", "width"):
-        value = getattr(s, name)
-        _bounded(name, value, lim.size_min, lim.size_max)
-        if value % lim.size_multiple:
-            near = max(lim.size_min, round(value / lim.size_multiple) * lim.size_multiple)
-            raise RequestError(
-                f"{name}={value} is not a multiple of {lim.size_multiple}; try {name}={near}"
-            )
-    _bounded("frames", s.frames, lim.frames_min, lim.frames_max)
-    _bounded("steps", s.steps, lim.steps_min, lim.steps_max)
-    _bounded("guidance", s.guidance, lim.guidance_min, lim.guidance_max)
-    _bounded("fps", s.fps, lim.fps_min, lim.fps_max)
-    _bounded("decode_chunk", s.decode_chunk, lim.decode_chunk_min, lim.decode_chunk_max)
-    _bounded("seed", s.seed, 0, lim.seed_max)
-    if s.scheduler not in SCHEDULERS:
-        raise RequestError(f"scheduler {s.scheduler!r} is unknown; known: {', '.join(SCHEDULERS)}")
-    for name in ("prompt", "negative_prompt"):
-        if len(getattr(s, name)) > lim.prompt_max_chars:
-            raise RequestError(f"{name} is longer than {lim.prompt_max_chars} characters")
+    values.update(checked.model_dump(exclude_none=True))
+    return Request.model_validate(values)
 
 
 def quality_warnings(s: Request) -> list[str]:

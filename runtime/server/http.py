@@ -5,7 +5,7 @@ bounds, and the memory planner. Accepted jobs are persisted before the 202.
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves the route signatures'
-# annotations, and the form fields' bounds are locals of `_routes`.
+# annotations, and the job form is a local of `_routes`.
 import asyncio
 import hmac
 import json
@@ -20,12 +20,20 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ConfigDict, Field
 
 from i2vkit import catalogue, planner, request
-from i2vkit.errors import I2VKitError, RequestError, WontFitError
+from i2vkit.errors import (
+    I2VKitError,
+    NotReadyError,
+    QueueFullError,
+    RequestError,
+    WontFitError,
+    http_status,
+)
 from i2vkit.runtime.pictures import load_image
 from i2vkit.runtime.server.service import ServeConfig, Service
-from i2vkit.runtime.server.store import FINAL, Job, JobNotFoundError, QueueFullError
+from i2vkit.runtime.server.store import FINAL, Job
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 COOKIE = "i2vkit_token"
@@ -52,50 +60,16 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @app.exception_handler(I2VKitError)
     async def known_error(_req: Request, error: I2VKitError) -> JSONResponse:
-        return _error(_status(error), str(error), **_extra(error))
+        return _error(http_status(error), str(error), **_extra(error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_req: Request, error: RequestValidationError) -> JSONResponse:
         # the same sentences as the CLI's, not pydantic's: the value, then what would do
-        problems = [_sentence(e) for e in error.errors()]
+        problems = [request.sentence(e) for e in error.errors()]
         return _error(422, "; ".join(problems), errors=jsonable_encoder(error.errors()))
 
     _routes(app, service, config)
     return app
-
-
-def _sentence(e: dict[str, Any]) -> str:
-    name = str(e["loc"][-1]) if e.get("loc") else "request"
-    value, ctx, kind = e.get("input"), e.get("ctx") or {}, e.get("type", "")
-    if kind == "multiple_of":
-        k = int(ctx["multiple_of"])
-        near = max(k, round(float(value or 0) / k) * k)
-        return f"{name}={value} is not a multiple of {k}; try {name}={near}"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        lim = catalogue.limits()
-        bounds = {"frames": (lim.frames_min, lim.frames_max), "steps": (lim.steps_min,
-                  lim.steps_max), "height": (lim.size_min, lim.size_max),
-                  "width": (lim.size_min, lim.size_max), "fps": (lim.fps_min, lim.fps_max),
-                  "guidance": (lim.guidance_min, lim.guidance_max),
-                  "decode_chunk": (lim.decode_chunk_min, lim.decode_chunk_max),
-                  "seed": (0, lim.seed_max)}  # fmt: skip
-        low, high = bounds.get(name, (ctx.get("ge", "?"), ctx.get("le", "?")))
-        return f"{name}={value} is out of range; allowed: {low:g} to {high:g}"
-    if kind in ("int_parsing", "int_from_float"):
-        return f"{name}={value!r} is not a whole number"
-    if kind == "float_parsing":
-        return f"{name}={value!r} is not a number"
-    if kind == "missing":
-        return f"{name} is required"
-    return f"{name}: {e.get('msg', 'invalid')}"
-
-
-def _status(error: I2VKitError) -> int:
-    if isinstance(error, JobNotFoundError):
-        return 404
-    if isinstance(error, QueueFullError):
-        return 429
-    return 422
 
 
 def _extra(error: I2VKitError) -> dict[str, Any]:
@@ -103,6 +77,8 @@ def _extra(error: I2VKitError) -> dict[str, Any]:
         return {"fits": list(error.fits)}
     if isinstance(error, QueueFullError):
         return {"headers": {"Retry-After": str(error.retry_after)}}
+    if isinstance(error, NotReadyError):
+        return {"headers": {"Retry-After": "5"}}
     return {}
 
 
@@ -155,42 +131,30 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
     def presets() -> list[dict[str, Any]]:
         return _presets(service, config)
 
-    lim = catalogue.limits()
-    size = {"ge": lim.size_min, "le": lim.size_max, "multiple_of": lim.size_multiple}
+    class JobForm(request.overrides_model()):  # type: ignore[misc]
+        """The job's settings as form fields: the overrides every entry point checks alike
+        (i2vkit/request.py), and the preset they start from."""
+
+        model_config = ConfigDict(extra="ignore", frozen=True)  # the image is its own part
+        preset: str = Field(config.preset, max_length=32)
 
     @app.post("/v1/jobs", status_code=202, dependencies=auth)
     async def submit(
         image: Annotated[UploadFile, File(description="the first frame: PNG, JPEG, WebP, ...")],
-        prompt: Annotated[str, Form(max_length=lim.prompt_max_chars)] = "",
-        negative_prompt: Annotated[str, Form(max_length=lim.prompt_max_chars)] = "",
-        preset: Annotated[str, Form(max_length=32)] = config.preset,
-        height: Annotated[int | None, Form(**size)] = None,
-        width: Annotated[int | None, Form(**size)] = None,
-        frames: Annotated[int | None, Form(ge=lim.frames_min, le=lim.frames_max)] = None,
-        steps: Annotated[int | None, Form(ge=lim.steps_min, le=lim.steps_max)] = None,
-        guidance: Annotated[float | None, Form(ge=lim.guidance_min, le=lim.guidance_max)] = None,
-        fps: Annotated[int | None, Form(ge=lim.fps_min, le=lim.fps_max)] = None,
-        seed: Annotated[int | None, Form(ge=0, le=lim.seed_max)] = None,
-        decode_chunk: Annotated[
-            int | None, Form(ge=lim.decode_chunk_min, le=lim.decode_chunk_max)
-        ] = None,
-        scheduler: Annotated[str | None, Form(max_length=16)] = None,
+        form: Annotated[JobForm, Form()],
     ) -> dict[str, Any]:
         """Queue a job. 202 with its id and URLs; 422 when a setting, the image or the memory
         planner refuses it (with settings that would fit); 429 with Retry-After when full."""
         if service.health not in ("READY", "BUSY"):
-            raise HTTPException(503, f"not ready: {service.health}", {"Retry-After": "5"})
-        s = request.make(
-            config.model, preset, prompt=prompt, negative_prompt=negative_prompt, height=height,
-            width=width, frames=frames, steps=steps, guidance=guidance, fps=fps, seed=seed,
-            decode_chunk=decode_chunk, scheduler=scheduler,
-        )  # fmt: skip
+            raise NotReadyError(f"not ready: {service.health}")
+        overrides = form.model_dump(exclude={"preset"}, exclude_none=True)
+        s = request.make(config.model, form.preset, **overrides)
         data = await image.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
             raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
         picture = await asyncio.to_thread(load_image, data, image.filename or "image")
         service.runners[0].plan(s)
-        job = service.store.submit(vars(s), picture, _retry_after(service))
+        job = service.store.submit(s.model_dump(), picture, _retry_after(service))
         service.metrics.queue_depth.set(service.store.depth())
         return _view(service, job)
 

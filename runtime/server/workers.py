@@ -64,7 +64,7 @@ class Worker(threading.Thread):
     def execute(self, job: Job) -> None:
         from PIL import Image
 
-        settings = request.Request(**job.settings)
+        settings = request.Request.model_validate(job.settings)
         try:
             with Image.open(self.store.input_path(job.id)) as picture:
                 image = picture.convert("RGB")
@@ -94,7 +94,7 @@ class Worker(threading.Thread):
             "dtype": result.dtype,
             "retried": result.retried,
             "warnings": result.warnings,
-            "settings": vars(result.request),
+            "settings": result.request.model_dump(),
         }
         self.store.finish(job.id, "succeeded", result=summary)
         self.metrics.jobs.labels("succeeded").inc()
