@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from i2vkit import catalogue
 from i2vkit.catalogue import Model
 from i2vkit.errors import WeightsError
 from i2vkit.mirrors import failover
@@ -47,9 +48,7 @@ def patterns(model: Model) -> list[str]:
 
 def cached(model: Model, app: Settings) -> Path | None:
     """The snapshot folder if every needed file is already in the cache (no network)."""
-    from i2vkit.runtime.loader import cached_snapshot
-
-    folder = cached_snapshot(model, app)
+    folder = catalogue.snapshot(model, app)
     if folder is None:
         return None
     if model.local:

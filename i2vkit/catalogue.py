@@ -1,4 +1,5 @@
-"""The runtime's data files: models, presets, torch wheel variants. Loaded on first use."""
+"""The model catalogue, presets and torch wheel variants (data files, loaded on first use), and
+where a catalogued model's files are in the Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import TypeVar
 
 from pydantic import Field
 
-from i2vkit.data import StrictModel, load_toml
+from i2vkit.data import StrictModel, load_toml, packaged
 from i2vkit.errors import UnknownNameError
+from i2vkit.settings import Settings
 
-DATA = Path(__file__).with_name("data")
+DATA = packaged("i2vkit", "data")
 
 
 class Preset(StrictModel):
@@ -154,3 +156,20 @@ def _by_name(kind: str, name: str, items: tuple[T, ...]) -> T:
         if item.name == name:
             return item
     raise UnknownNameError(kind, name, (i.name for i in items))
+
+
+def snapshot(model: Model, settings: Settings) -> Path | None:
+    """The model's snapshot folder in the HF cache, without the network; None if absent."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            model.repo_id,
+            revision=model.revision,
+            cache_dir=settings.hub_cache,
+            local_files_only=True,
+        )
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return Path(folder)

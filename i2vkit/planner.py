@@ -3,7 +3,8 @@ naming settings that would.
 
 Profiles are data (runtime/data/memory_profiles.toml, plus rows `invoke calibrate` measured on
 this host under $I2VKIT_HOME/memory_profiles.toml, which win). The free memory is an argument:
-the caller reads it at the device boundary (`device_memory`), tests pass what they need.
+the caller reads it at the device boundary (runtime/measure.py `device_memory`), tests pass
+what they need.
 """
 
 from __future__ import annotations
@@ -146,19 +147,6 @@ def check(s: Request, profile: Profile, free: int) -> Estimate:
         f"({profile.dtype}), {free / GIB:.1f} GiB is free ({profile.source.split(':')[0]})",
         alternatives(s, profile, free),
     )
-
-
-def device_memory(device: str) -> tuple[int, int]:
-    """(free, total) bytes on `device`: torch.cuda.mem_get_info on CUDA, psutil on CPU."""
-    if device.startswith("cuda"):
-        import torch
-
-        free, total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free), int(total)
-    import psutil
-
-    memory = psutil.virtual_memory()
-    return int(memory.available), int(memory.total)
 
 
 def preset_fits(

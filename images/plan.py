@@ -95,13 +95,6 @@ class BuildPlan:
         return asdict(self)
 
 
-def choosable_variants() -> tuple[str, ...]:
-    """The torch wheel variants `invoke doctor` can choose for the pinned torch."""
-    from i2vkit import advice, catalogue
-
-    return advice.choosable(catalogue.torch_variants())
-
-
 def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     """(variant, why): 'auto' asks the doctor about this host; a name must be choosable."""
     from i2vkit import advice, catalogue

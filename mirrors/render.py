@@ -78,14 +78,6 @@ def uv_sources(plan: MirrorPlan) -> str:
     return f'[tool.uv.sources]\ntorch = {{ index = "{uv_index_name(plan)}" }}\n'
 
 
-def conda_channels(plan: MirrorPlan) -> dict[str, str]:
-    """Channel name -> URL, for installers given channels directly (rattler, conda-lock)."""
-    endpoint = plan.picks["conda"].endpoint
-    assert isinstance(endpoint, CondaEndpoint)
-    custom = endpoint.custom.rstrip("/")
-    return {"defaults": endpoint.url, **{c: f"{custom}/{c}" for c in CONDA_CUSTOM_CHANNELS}}
-
-
 def condarc(plan: MirrorPlan) -> str:
     endpoint = plan.picks["conda"].endpoint
     assert isinstance(endpoint, CondaEndpoint)

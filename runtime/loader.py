@@ -61,26 +61,9 @@ def choose_dtype(device: str, dtype: str | None) -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
-def cached_snapshot(model: Model, settings: Settings) -> Path | None:
-    """The model's snapshot folder in the HF cache, without the network; None if absent."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        folder = snapshot_download(
-            model.repo_id,
-            revision=model.revision,
-            cache_dir=settings.hub_cache,
-            local_files_only=True,
-        )
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        return None
-    return Path(folder)
-
-
 def model_folder(model: Model, settings: Settings) -> Path:
     """The local folder of the model's files; builds `demo` models on first use."""
-    folder = cached_snapshot(model, settings)
+    folder = catalogue.snapshot(model, settings)
     if folder is not None:
         return folder
     if model.local:  # no endpoint served it to setup: built here by the runtime's own code

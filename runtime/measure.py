@@ -80,3 +80,16 @@ class PeakMemory:
         if self._thread:
             self._thread.join()
         self._record()
+
+
+def device_memory(device: str) -> tuple[int, int]:
+    """(free, total) bytes on `device`: torch.cuda.mem_get_info on CUDA, psutil on CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free), int(total)
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return int(memory.available), int(memory.total)

@@ -18,7 +18,7 @@ from i2vkit import planner, request
 from i2vkit.errors import OutOfMemoryError, RequestError
 from i2vkit.request import Request
 from i2vkit.runtime.loader import Loaded, Loader
-from i2vkit.runtime.measure import PeakMemory
+from i2vkit.runtime.measure import PeakMemory, device_memory
 from i2vkit.runtime.pipelines import FAMILIES
 from i2vkit.runtime.pipelines.base import Generation, OnProgress
 from i2vkit.runtime.video import write_mp4
@@ -94,7 +94,7 @@ class Runner:
         if s.model != loaded.model.name:
             raise RequestError(f"model {s.model!r} is not the loaded {loaded.model.name!r}")
         profile = planner.profile_for(s.model, loaded.device, loaded.dtype, self.app.home)
-        free, _ = planner.device_memory(loaded.device)
+        free, _ = device_memory(loaded.device)
         # the weights are already resident, so they are not in `free`: count them back in
         return planner.check(s, profile, free + profile.weights_bytes)
 

@@ -31,13 +31,3 @@ def write_mp4(frames: Any, path: Path, fps: int) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return Path(path)
-
-
-def read_mp4(path: Path) -> Any:
-    """Decode every frame of an mp4 into a uint8 array (F, H, W, 3)."""
-    import av
-    import numpy as np
-
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return np.stack(frames)

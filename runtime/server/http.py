@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict, Field
 
-from i2vkit import catalogue, planner, request
+from i2vkit import catalogue, request
 from i2vkit.errors import (
     I2VKitError,
     NotReadyError,
@@ -31,6 +31,7 @@ from i2vkit.errors import (
     WontFitError,
     http_status,
 )
+from i2vkit.runtime.measure import device_memory
 from i2vkit.runtime.pictures import load_image
 from i2vkit.runtime.server.service import ServeConfig, Service
 from i2vkit.runtime.server.store import FINAL, Job
@@ -282,6 +283,6 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
 def _device_memory(service: Service) -> None:
     for runner in service.runners:
         device = runner.loader.get().device
-        free, total = planner.device_memory(device)
+        free, total = device_memory(device)
         service.metrics.gpu_memory.labels(device, "free").set(free)
         service.metrics.gpu_memory.labels(device, "total").set(total)

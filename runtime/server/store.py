@@ -27,7 +27,6 @@ from typing import Any
 from i2vkit import files
 from i2vkit.errors import JobNotFoundError, QueueFullError, StoreBusyError
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 

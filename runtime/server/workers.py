@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from typing import Any
 
 from i2vkit import request
 from i2vkit.errors import (
@@ -124,10 +123,3 @@ class Worker(threading.Thread):
 
 def busy(workers: list[Worker]) -> bool:
     return bool(workers) and all(w.current is not None for w in workers)
-
-
-def describe(workers: list[Worker]) -> list[dict[str, Any]]:
-    return [
-        {"name": w.name, "device": w.runner.loader.device or "auto", "job": w.current}
-        for w in workers
-    ]

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from i2vkit.runtime.video import read_mp4
 from tests.helpers import fresh, readme
+from tests.helpers.video import read_mp4
 
 PORT = 7860  # the command's own default: the README says to open http://127.0.0.1:7860
 URL = f"http://127.0.0.1:{PORT}"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from i2vkit import tools
-from i2vkit.images.plan import choosable_variants
+from i2vkit import catalogue, tools
+from i2vkit.advice import choosable
 from tests.images.conftest import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_actionlint(tmp_path):
 def test_matrix_covers_the_doctors_variants():
     data = yaml.safe_load(WORKFLOW.read_text())
     matrix = data["jobs"]["image"]["strategy"]["matrix"]
-    assert set(matrix["variant"]) == set(choosable_variants())
+    assert set(matrix["variant"]) == set(choosable(catalogue.torch_variants()))
     assert "demo" in matrix["model"]
     steps = data["jobs"]["image"]["steps"]
     text = json.dumps(steps)

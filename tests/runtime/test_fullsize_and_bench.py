@@ -9,8 +9,8 @@ from i2vkit import planner, request
 from i2vkit.runtime import fullsize
 from i2vkit.runtime.calibrate import calibrate, save
 from i2vkit.runtime.pictures import gradient_picture
-from i2vkit.runtime.video import read_mp4
 from tests.conftest import run_invoke
+from tests.helpers.video import read_mp4
 
 
 def test_full_size_i2vgen_xl_parameters_and_flops_on_meta():

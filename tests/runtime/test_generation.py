@@ -15,7 +15,7 @@ from i2vkit.runtime.pipelines import FAMILIES
 from i2vkit.runtime.pipelines.base import Generation
 from i2vkit.runtime.pipelines.i2vgen_xl import encode_text
 from i2vkit.runtime.runner import Runner
-from i2vkit.runtime.video import read_mp4
+from tests.helpers.video import read_mp4
 
 SMALL = dict(height=64, width=64, frames=4, steps=3, decode_chunk=2)
 

@@ -14,7 +14,7 @@ from i2vkit.errors import NaNOutputError, OutOfMemoryError, WontFitError
 from i2vkit.runtime import calibrate
 from i2vkit.runtime.loader import Loader
 from i2vkit.runtime.runner import Runner
-from i2vkit.runtime.video import read_mp4
+from tests.helpers.video import read_mp4
 
 GIB = 1024**3
 

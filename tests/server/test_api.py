@@ -8,7 +8,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from i2vkit.runtime.video import read_mp4
+from tests.helpers.video import read_mp4
 from tests.server.helpers import events, png, submit, wait
 
 
