@@ -29,7 +29,7 @@ from i2vkit.runtime.loader import Loader  # noqa: E402
 from i2vkit.runtime.pictures import gradient_picture  # noqa: E402
 from i2vkit.runtime.runner import Runner  # noqa: E402
 from i2vkit.settings import resolve  # noqa: E402
-from tests.server.conftest import Server  # noqa: E402
+from tests.helpers.server import Server  # noqa: E402
 
 
 def direct(home: Path, s: request.Request, repeat: int) -> float:

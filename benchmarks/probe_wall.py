@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from i2vkit.mirrors import catalogue  # noqa: E402
 from i2vkit.mirrors.probe import DEADLINE_S, probe  # noqa: E402
-from tests.fixtures.mirror_servers import SilentSocket, closed_port  # noqa: E402
+from tests.helpers.servers import SilentSocket, closed_port  # noqa: E402
 
 
 def fresh_interpreter(repeat: int) -> list[float]:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from i2vkit.tools import uv  # noqa: E402
-from tests.fixtures.mirror_servers import PypiServer  # noqa: E402
+from tests.helpers.servers import PypiServer  # noqa: E402
 
 WHEELS = Path.home() / ".cache" / "i2vkit-bench" / "wheels"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 
 from i2vkit import tools
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Variables that would make a test depend on the developer's machine.
@@ -107,23 +105,10 @@ def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def run_invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run `invoke ARGS` from the project root in a fresh interpreter, as a user would."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="session")
 def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local conda-forge stand-in of tiny noarch packages (tests/env/conda_fixtures.py)."""
-    from tests.env.conda_fixtures import build_channel
+    from tests.helpers.conda import build_channel
 
     return build_channel(tmp_path_factory.mktemp("conda-channel"))
 
@@ -133,7 +118,7 @@ def conda_lockfile(tmp_path_factory: pytest.TempPathFactory, conda_channel: Path
     """A conda-lock v1 lockfile for linux-64 and linux-aarch64, solved against the local
     channel as a mirror of conda-forge: it holds canonical conda.anaconda.org URLs."""
     from i2vkit.env import condalock
-    from tests.env.conda_fixtures import CANONICAL_CF, SPEC
+    from tests.helpers.conda import CANONICAL_CF, SPEC
 
     folder = tmp_path_factory.mktemp("conda-lock")
     (folder / "environment.yml").write_text(SPEC, encoding="utf-8")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.mirror_servers import PypiServer, StaticServer, make_wheel
+from tests.helpers.config import invoke_config
+from tests.helpers.servers import PypiServer, StaticServer, make_wheel
 
 
 def wheel_hash(path: Path) -> str:
@@ -39,18 +40,6 @@ def small_sources(tmp_path_factory: pytest.TempPathFactory):
     yield {"pypi": pypi, "torch": page, "locks": locks, "root": root}
     pypi.stop()
     page.stop()
-
-
-def invoke_config(path: Path, pypi_url: str, torch_url: str | None, hf_url: str | None) -> Path:
-    """An invoke runtime config (INVOKE_RUNTIME_CONFIG) naming the stand-ins mirror `local`."""
-    lines = ["mirrors:", "  local:", f"    pypi: {{url: '{pypi_url}/simple'}}"]
-    if torch_url:
-        lines.append(f"    torch: {{url: '{torch_url}/{{variant}}', layout: find-links, "
-                     "variants: [cpu]}")  # fmt: skip
-    if hf_url:
-        lines.append(f"    hf: {{url: '{hf_url}'}}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from i2vkit.errors import CondaInstallError, LockfileMissingError, PlatformNotLo
 from i2vkit.mirrors.catalogue import Catalogue, from_data
 from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.rewrite import to_canonical
-from tests.env.conda_fixtures import catalogue_data, mirror_tree
-from tests.env.test_conda_lock import SOLVED, render_explicit
-from tests.fixtures.mirror_servers import StaticServer, closed_port
+from tests.helpers.conda import SOLVED, catalogue_data, mirror_tree, render_explicit
+from tests.helpers.servers import StaticServer, closed_port
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ conda-lock v1 lockfile that py-rattler and conda-lock itself both read back."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,9 @@ import yaml
 
 from i2vkit.env import condalock
 from i2vkit.errors import SolveError
-from tests.env.conda_fixtures import CANONICAL_CF, SPEC
+from tests.helpers.conda import CANONICAL_CF, SOLVED, SPEC, render_explicit
 
 PLATFORMS = ("linux-64", "linux-aarch64")
-SOLVED = {"tiny-a": "1.0", "tiny-b": "2.0", "tiny-c": "0.3", "tiny-d": "4.1"}
-
-
-def render_explicit(lockfile: Path, platform: str, folder: Path) -> list[str]:
-    """conda-lock's own explicit rendering (offline), as URL#md5 lines."""
-    subprocess.run(
-        [sys.executable, "-m", "conda_lock", "render", "-k", "explicit", "-p", platform,
-         "--filename-template", "out-{platform}.lock", str(lockfile)],
-        cwd=folder, check=True, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    text = (folder / f"out-{platform}.lock").read_text(encoding="utf-8")
-    return [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "@"))]
 
 
 def test_lockfile_is_conda_lock_v1_with_canonical_urls(conda_lockfile: Path) -> None:

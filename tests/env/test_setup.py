@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from i2vkit import tools
-from tests.conftest import ROOT
-from tests.env.conftest import invoke_config
-from tests.fixtures.mirror_servers import DelayProxy
+from tests.helpers.config import invoke_config
+from tests.helpers.invoke import ROOT
+from tests.helpers.servers import DelayProxy
 
 
 def setup(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -28,7 +28,7 @@ def env_python(env: dict[str, str]) -> Path:
     return Path(env["I2VKIT_HOME"]) / "envs" / "default" / "bin" / "python"
 
 
-def test_dry_run_prints_the_whole_plan_without_the_network():
+def test_dry_run_prints_the_whole_plan_without_the_network(tmp_path):
     unshare = tools.system("unshare", "util-linux")
     probe = subprocess.run([unshare, "-n", "true"], capture_output=True)
     assert probe.returncode == 0, f"no network namespace here (root?): {probe.stderr.decode()}"
@@ -36,7 +36,7 @@ def test_dry_run_prints_the_whole_plan_without_the_network():
         [unshare, "-n", sys.executable, "-m", "invoke", "setup", "--dry-run", "--mirror",
          "tuna", "--model", "i2vgen-xl", "--cuda", "cu126"],
         cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
-                                                      "HOME": str(ROOT / ".no-home")},
+                                                      "HOME": str(tmp_path / "no-home")},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -51,7 +51,7 @@ def test_dry_run_prints_the_whole_plan_without_the_network():
         "4,979,959,133",
     ):
         assert expected in out, expected
-    assert not (ROOT / ".no-home").exists()  # nothing was written
+    assert not (tmp_path / "no-home").exists()  # nothing was written
 
 
 def test_venv_backend_installs_through_the_mirror_then_a_rerun_is_a_no_op(setup_env, small_sources):

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.env.conftest import invoke_config
-from tests.fixtures.olah_hub import OlahHub
+from tests.helpers.config import invoke_config
+from tests.helpers.invoke import ROOT
+from tests.helpers.olah import OlahHub
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_setup_fetches_the_demo_from_the_hub_and_the_runtime_loads_it_offline(
         "from i2vkit import request; from i2vkit.runtime.pipelines import FAMILIES; "
         "from i2vkit.runtime.pipelines.base import Generation; "
         "from i2vkit.runtime.pictures import gradient_picture; "
-        "app = resolve(); loaded = Loader('demo', app).get(); "
+        "app = resolve(); loaded = Loader('demo', app, device='cpu').get(); "
         "print(loaded.pipe.name_or_path); "
         "s = request.make('demo', 'preview', height=64, width=64, frames=2, steps=1); "
         "picture = gradient_picture(64, 64); "

@@ -38,7 +38,7 @@ def test_settings_are_frozen_and_every_field_has_a_documented_variable():
 
 
 def test_the_readme_documents_every_environment_variable():
-    from tests.conftest import ROOT
+    from tests.helpers.invoke import ROOT
 
     readme = (ROOT / "README.md").read_text()
     missing = [v.name for v in ENVIRONMENT if f"| `{v.name}` |" not in readme]

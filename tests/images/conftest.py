@@ -16,18 +16,23 @@ import fcntl
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from i2vkit import tools
-from tests.fixtures.mirror_servers import signal_if_ours, wait_until
+from tests.helpers.cache import cache_root
+from tests.helpers.docker import (
+    Dockerd,
+    Served,
+    locked,
+    preferred_port,
+    rootfs_tarball,
+    unmount_under,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The mirrors' URLs are build args: fixed ports keep them, and so the layer cache, the same from
@@ -35,70 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"pypi": 47871, "torch": 47872, "hf": 47873}
 BASE_TAG = "i2vkit-test/bookworm-minbase:latest"
 LOCK = ROOT / "env" / "requirements" / "runtime.txt"
-
-
-def cache_root() -> Path:
-    # not XDG_CACHE_HOME: the autouse clean_environ points that at a per-test folder
-    root = Path(os.environ.get("I2VKIT_TEST_CACHE") or Path.home() / ".cache" / "i2vkit-test")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on `path` across processes (two sessions building one cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class Dockerd:
-    """dockerd on private paths; `env` points a client at it."""
-
-    def __init__(self, data: Path, scratch: Path) -> None:
-        exe = tools.system("dockerd", "docker.io")
-        self.socket = scratch / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.log = scratch / "dockerd.log"
-        command = [
-            exe,
-            "--data-root",
-            str(data),
-            "--exec-root",
-            str(scratch / "exec"),
-            "-H",
-            self.host,
-            "--pidfile",
-            str(scratch / "dockerd.pid"),
-        ]
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self.env = {"DOCKER_HOST": self.host}
-
-    def wait(self, timeout: float = 30) -> bool:
-        import docker
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                return False
-            with contextlib.suppress(Exception):
-                docker.DockerClient(base_url=self.host, timeout=5).ping()
-                return True
-            time.sleep(0.2)
-        return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None and signal_if_ours(self.proc.pid, "dockerd"):
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                signal_if_ours(self.proc.pid, "dockerd", signal.SIGKILL)
-                self.proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -126,15 +67,8 @@ def dockerd():
     finally:
         daemon.stop()
         lock.close()
-        _unmount_under(scratch)  # dockerd leaves exec/netns/default mounted
+        unmount_under(scratch)  # dockerd leaves exec/netns/default mounted
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _unmount_under(folder: Path) -> None:
-    mounts = Path("/proc/mounts").read_text().splitlines()
-    points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{folder}/")]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -151,37 +85,6 @@ def client(dockerd):
     client.close()
 
 
-def _rootfs_tarball() -> Path:
-    tarball = cache_root() / "bookworm-minbase.tar"
-    with _locked(cache_root() / "rootfs.lock"):
-        if tarball.exists():
-            return tarball
-        debootstrap = tools.system("debootstrap", "debootstrap")
-        rootfs = Path(tempfile.mkdtemp(prefix="i2vkit-rootfs-"))
-        try:
-            subprocess.run(
-                [
-                    str(debootstrap),
-                    "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates",
-                    "bookworm",
-                    str(rootfs),
-                    "http://deb.debian.org/debian",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=900,
-            )
-            tmp = tarball.with_suffix(".tmp")
-            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tmp), "."], check=True)
-            tmp.replace(tarball)
-        except subprocess.CalledProcessError as error:
-            pytest.fail(f"debootstrap failed: {error.stderr.decode(errors='replace')[-500:]}")
-        finally:
-            shutil.rmtree(rootfs, ignore_errors=True)
-    return tarball
-
-
 @pytest.fixture(scope="session")
 def base_image(client) -> str:
     """Debian bookworm minbase with python3, venv and CA certificates, imported into dockerd."""
@@ -190,7 +93,7 @@ def base_image(client) -> str:
     try:
         client.images.get(BASE_TAG)
     except ImageNotFound:
-        with open(_rootfs_tarball(), "rb") as data:
+        with open(rootfs_tarball(), "rb") as data:
             repository, tag = BASE_TAG.rsplit(":", 1)
             client.api.import_image_from_data(data.read(), repository=repository, tag=tag)
     return BASE_TAG
@@ -206,7 +109,7 @@ def wheelhouse() -> Path:
     the host's find-links folder), its dependencies, and what the bootstrap venv needs (uv,
     setuptools). Downloaded once per lockfile."""
     folder = cache_root() / f"wheels-{_lock_key()}"
-    with _locked(cache_root() / "wheels.lock"):
+    with locked(cache_root() / "wheels.lock"):
         if folder.is_dir() and any(folder.glob("torch-2.13.0+cpu-*.whl")):
             return folder
         tmp = folder.with_suffix(".tmp")
@@ -264,42 +167,6 @@ def wheelhouse() -> Path:
     return folder
 
 
-def _port(preferred: int) -> int:
-    with contextlib.suppress(OSError), socket.socket() as probe:
-        probe.bind(("127.0.0.1", preferred))
-        return preferred
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Served:
-    """A real server process on loopback (pypi-server, or python's http.server over a folder
-    laid out as a flat find-links page), stopped by its own PID."""
-
-    def __init__(self, command: list[str], port: int, marker: str, log: Path) -> None:
-        self.port, self.marker = port, marker
-        self.url = f"http://127.0.0.1:{port}"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        if not wait_until(self._accepting, timeout=20):
-            self.stop()
-            raise RuntimeError(f"{marker} did not start on port {port}: {log.read_text()[-500:]}")
-
-    def _accepting(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-            return True
-        return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None and signal_if_ours(self.proc.pid, self.marker):
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                signal_if_ours(self.proc.pid, self.marker, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def mirror(wheelhouse, tmp_path_factory):
     """The custom mirror `loop`: pypiserver over the wheelhouse, a flat torch page per variant
@@ -310,7 +177,7 @@ def mirror(wheelhouse, tmp_path_factory):
     (pages / "cpu").mkdir()
     for wheel in wheelhouse.glob("torch-2.13.0+cpu-*.whl"):
         (pages / "cpu" / wheel.name).symlink_to(wheel)
-    pypi_port, torch_port = _port(PORTS["pypi"]), _port(PORTS["torch"])
+    pypi_port, torch_port = preferred_port(PORTS["pypi"]), preferred_port(PORTS["torch"])
     pypi = Served(
         [
             exe,
@@ -352,7 +219,8 @@ def mirror(wheelhouse, tmp_path_factory):
                 "layout": "find-links",
                 "variants": ["cpu"],
             },
-            "hf": {"url": f"http://127.0.0.1:{_port(PORTS['hf'])}"},  # nothing listens there
+            # nothing listens there: the demo model is built locally
+            "hf": {"url": f"http://127.0.0.1:{preferred_port(PORTS['hf'])}"},
         }
     }
     yield custom

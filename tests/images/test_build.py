@@ -25,7 +25,8 @@ from i2vkit.images.build import build_image
 from i2vkit.images.plan import make_plan
 from i2vkit.images.run import run_image
 from i2vkit.settings import resolve
-from tests.fixtures.mirror_servers import free_port
+from tests.helpers import fresh
+from tests.helpers.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = f"hf_buildSECRET{uuid.uuid4().hex}"
@@ -170,22 +171,7 @@ def test_code_only_change_rebuilds_only_the_last_layers(
 ):
     """Cold (no cache) vs warm (a runtime/*.py change) build of the same plan, from a copy of
     the project so the working tree is never touched."""
-    context = tmp_path / "context"
-    shutil.copytree(
-        ROOT,
-        context,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "build",
-            "test-artifacts",
-            "__pycache__",
-            "*.egg-info",
-            ".*_cache",
-            ".hypothesis",
-            ".benchmarks",
-        ),
-    )
+    context = fresh.copy_checkout(tmp_path / "context")
     app = resolve({}, {}, {"HF_HOME": str(tmp_path / "hf")})
     plan = make_plan(
         app,

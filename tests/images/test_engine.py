@@ -18,7 +18,7 @@ from i2vkit.images.build import build_image
 from i2vkit.images.run import run_image
 from i2vkit.images.secrets import TokenServer
 from i2vkit.settings import resolve
-from tests.fixtures.mirror_servers import free_port
+from tests.helpers.servers import free_port
 
 
 def test_no_engine_at_docker_host(tmp_path):

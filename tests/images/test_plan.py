@@ -17,7 +17,7 @@ from i2vkit.mirrors import render
 from i2vkit.mirrors.catalogue import load
 from i2vkit.mirrors.choose import choose
 from i2vkit.settings import resolve
-from tests.conftest import run_invoke
+from tests.helpers.invoke import run_invoke
 
 TOKEN = "hf_plan_test_SECRET_0123456789"
 

@@ -11,7 +11,7 @@ import yaml
 
 from i2vkit import catalogue, tools
 from i2vkit.advice import choosable
-from tests.images.conftest import cache_root
+from tests.helpers.cache import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from i2vkit.mirrors.catalogue import Catalogue, from_data
-from tests.fixtures.mirror_servers import (
+from i2vkit.mirrors.catalogue import Catalogue
+from tests.helpers.mirrors import SLOW_S, VARIANT, catalogue_for
+from tests.helpers.servers import (
     DelayProxy,
     PypiServer,
     SilentSocket,
@@ -22,9 +23,6 @@ from tests.fixtures.mirror_servers import (
     closed_port,
     make_wheel,
 )
-
-SLOW_S = 0.4  # the slow mirror's delay per request; the fast ones answer in milliseconds
-VARIANT = "cu126"
 
 
 @pytest.fixture(scope="session")
@@ -90,19 +88,6 @@ def stand_ins(tmp_path_factory, wheels, torch_page, portal):
         server.stop()
 
 
-def catalogue_for(urls: dict[str, str], torch_url: str | None = None) -> Catalogue:
-    """A catalogue of PyPI mirrors at `urls` (in that order); `aliyun` gets the torch page."""
-    mirror: dict = {name: {"pypi": {"url": f"{url}/simple"}} for name, url in urls.items()}
-    if torch_url and "aliyun" in mirror:
-        mirror["aliyun"]["torch"] = {
-            "url": torch_url + "/{variant}",
-            "layout": "find-links",
-            "variants": [VARIANT],
-        }
-    probe = {"pypi_project": "alpha", "torch_variant": VARIANT, "sample_bytes": 65536}
-    return from_data({"order": list(urls), "probe": probe, "mirror": mirror}, "test catalogue")
-
-
 @pytest.fixture(scope="session")
 def loopback(stand_ins) -> Catalogue:
     return catalogue_for(stand_ins["urls"], stand_ins["torch"].url)
@@ -123,8 +108,3 @@ def neutral_env(tmp_path: Path) -> dict[str, str]:
     env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "UV_NO_CONFIG": "1"}
     env |= {"XDG_CACHE_HOME": str(tmp_path / "cache"), "UV_CACHE_DIR": str(tmp_path / "uvc")}
     return env
-
-
-def installed(venv: Path) -> set[str]:
-    site = next((venv / "lib").glob("python*/site-packages"))
-    return {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}

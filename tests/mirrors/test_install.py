@@ -13,8 +13,8 @@ import pytest
 from i2vkit.errors import InstallError
 from i2vkit.mirrors.choose import choose, resolve
 from i2vkit.mirrors.install import InstallResult, install
-from tests.fixtures.mirror_servers import DelayProxy, PypiServer, wait_until
-from tests.mirrors.conftest import VARIANT, catalogue_for, installed
+from tests.helpers.mirrors import VARIANT, catalogue_for, installed
+from tests.helpers.servers import DelayProxy, PypiServer, wait_until
 
 WHEELS = {f"{n}-1.0-py3-none-any.whl" for n in ("alpha", "beta", "gamma")}
 

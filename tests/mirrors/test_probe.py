@@ -14,7 +14,7 @@ import pytest
 from i2vkit.cli.mirrors import run
 from i2vkit.mirrors.choose import choose, resolve
 from i2vkit.mirrors.probe import ProbeResult, probe
-from tests.mirrors.conftest import SLOW_S, catalogue_for
+from tests.helpers.mirrors import SLOW_S, catalogue_for
 
 
 @pytest.fixture(scope="module")

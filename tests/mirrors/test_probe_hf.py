@@ -10,8 +10,8 @@ import pytest
 from i2vkit.mirrors.catalogue import from_data
 from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.probe import probe
-from tests.fixtures.mirror_servers import StaticServer, free_port
-from tests.fixtures.olah_hub import OlahHub
+from tests.helpers.olah import OlahHub
+from tests.helpers.servers import StaticServer, free_port
 
 REPO = "i2vkit/probe-target"
 

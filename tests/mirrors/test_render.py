@@ -14,7 +14,7 @@ from i2vkit.cli.mirrors import run
 from i2vkit.mirrors import render
 from i2vkit.mirrors.catalogue import load
 from i2vkit.mirrors.choose import choose
-from tests.mirrors.conftest import VARIANT, catalogue_for, installed
+from tests.helpers.mirrors import VARIANT, catalogue_for, installed
 
 
 def _host_free_env(tmp_path) -> dict[str, str]:

@@ -9,7 +9,7 @@ import sys
 from i2vkit.mirrors.catalogue import from_data, load
 from i2vkit.mirrors.choose import choose
 from i2vkit.mirrors.rewrite import mirror_of, rewrite_url, rules, to_canonical, to_mirror
-from tests.mirrors.conftest import installed
+from tests.helpers.mirrors import installed
 
 LOCK = """\
 package:

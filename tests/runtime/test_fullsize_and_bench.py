@@ -9,7 +9,7 @@ from i2vkit import planner, request
 from i2vkit.runtime import fullsize
 from i2vkit.runtime.calibrate import calibrate, save
 from i2vkit.runtime.pictures import gradient_picture
-from tests.conftest import run_invoke
+from tests.helpers.invoke import run_invoke
 from tests.helpers.video import read_mp4
 
 
@@ -50,6 +50,8 @@ def test_invoke_bench_prints_stock_and_tuned_with_ratios(app):
         "4",
         "--steps",
         "3",
+        "--device",
+        "cpu",
         env={"I2VKIT_HOME": str(app.home), "COLUMNS": "120"},
         timeout=600,
     )
@@ -79,6 +81,8 @@ def test_invoke_generate_writes_a_playable_mp4(app, tmp_path):
         "3",
         "--out",
         str(out),
+        "--device",
+        "cpu",
         env={"I2VKIT_HOME": str(app.home), "COLUMNS": "120"},
         timeout=600,
     )

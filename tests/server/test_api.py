@@ -8,8 +8,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.helpers.api import events, png, submit, wait
 from tests.helpers.video import read_mp4
-from tests.server.helpers import events, png, submit, wait
 
 
 def test_submit_stream_progress_and_fetch_the_mp4(server, tmp_path):

@@ -10,9 +10,9 @@ import time
 
 import httpx
 
-from tests.conftest import run_invoke
-from tests.fixtures.mirror_servers import free_port
-from tests.server.helpers import submit, until, wait
+from tests.helpers.api import submit, until, wait
+from tests.helpers.invoke import run_invoke
+from tests.helpers.servers import free_port
 
 
 def test_a_full_queue_answers_429_and_every_accepted_job_finishes(start_server):

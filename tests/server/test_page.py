@@ -1,5 +1,6 @@
 """The web page in headless Chromium (Debian's chromium, driven by Playwright's client): upload,
-submit, watch the bar reach 100%, the video plays. A screenshot is kept in test-artifacts/."""
+submit, watch the bar reach 100%, the video plays. The screenshot is kept with the test's
+temporary files (pytest prints where when it fails)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from playwright import sync_api as playwright
 
 from i2vkit import tools
-from tests.conftest import ROOT
+from tests.helpers.invoke import ROOT
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
@@ -16,8 +17,7 @@ FLAGS = [
 
 
 def test_the_page_makes_a_video_end_to_end(server, tmp_path):
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
+    artifacts = tmp_path
     with playwright.sync_playwright() as p:
         chromium = tools.system("chromium", "chromium")  # Debian's: never a downloaded browser
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)

@@ -125,3 +125,17 @@ def catalogue_data(mirrors: dict[str, str]) -> dict[str, Any]:
     }
     table |= {name: conda_mirror(base) for name, base in mirrors.items()}
     return {"order": [*mirrors, "default"], "mirror": table}
+
+
+SOLVED = {"tiny-a": "1.0", "tiny-b": "2.0", "tiny-c": "0.3", "tiny-d": "4.1"}
+
+
+def render_explicit(lockfile: Path, platform: str, folder: Path) -> list[str]:
+    """conda-lock's own explicit rendering (offline), as URL#md5 lines."""
+    subprocess.run(
+        [sys.executable, "-m", "conda_lock", "render", "-k", "explicit", "-p", platform,
+         "--filename-template", "out-{platform}.lock", str(lockfile)],
+        cwd=folder, check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    text = (folder / f"out-{platform}.lock").read_text(encoding="utf-8")
+    return [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "@"))]

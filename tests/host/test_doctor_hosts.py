@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from i2vkit.doctor import SCHEMA_PATH
-from tests.conftest import run_invoke
+from tests.helpers.invoke import run_invoke
 
 MIB = 1024**2
 

@@ -1,0 +1,56 @@
+"""The memory planner, light: estimates from the shipped profiles, the free memory given as a
+number (the one runtime/measure.py `device_memory` reads at the device boundary)."""
+
+from __future__ import annotations
+
+import pytest
+
+from i2vkit import planner, request
+from i2vkit.errors import WontFitError
+
+GIB = 1024**3
+
+
+def test_planner_refuses_what_cannot_fit_and_names_what_would():
+    profile = planner.profile_for("i2vgen-xl", "cuda:0", "fp16")
+    job = request.make("i2vgen-xl", "mainstream")  # 768p, 24 frames
+    with pytest.raises(WontFitError) as error:
+        planner.check(job, profile, free=12 * GIB)
+    message = str(error.value)
+    assert "768x768, 24 frames" in message and "12.0 GiB is free" in message
+    assert error.value.fits, message
+    # every suggested setting really fits by the same model
+    for label in error.value.fits:
+        changes = dict(part.strip().split("=") for part in label.split(","))
+        smaller = request.make("i2vgen-xl", "mainstream", **changes)
+        assert planner.fits(smaller, profile, 12 * GIB), label
+
+
+def test_planner_accepts_what_fits_and_weights_alone_are_named():
+    profile = planner.profile_for("i2vgen-xl", "cuda:0", "fp16")
+    job = request.make("i2vgen-xl", "entry")
+    assert planner.check(job, profile, free=24 * GIB).peak < 24 * GIB
+    with pytest.raises(WontFitError) as error:
+        planner.check(request.make("i2vgen-xl", "preview"), profile, free=4 * GIB)
+    assert any("CPU offload" in f for f in error.value.fits)
+
+
+def test_estimates_grow_with_every_dimension_and_rescale_by_dtype():
+    fp16 = planner.profile_for("i2vgen-xl", "cuda:0", "fp16")
+    fp32 = planner.profile_for("i2vgen-xl", "cuda:0", "fp32")
+    assert fp32.weights_bytes == 2 * fp16.weights_bytes and "rescaled" in fp32.source
+    base = request.make("i2vgen-xl", "entry")
+    peak = planner.estimate(base, fp16).peak
+    for change in ({"height": 768}, {"frames": 32}, {"decode_chunk": 32}):
+        assert planner.estimate(base.replace(**change), fp16).peak >= peak, change
+
+
+def test_presets_that_fit_replace_the_tier_thresholds():
+    fits = dict(
+        (name, ok) for name, ok, _ in planner.preset_fits("i2vgen-xl", "cuda:0", "fp16", 12 * GIB)
+    )
+    assert fits["preview"] and fits["entry"] and not fits["pro"]
+    fits = dict(
+        (name, ok) for name, ok, _ in planner.preset_fits("i2vgen-xl", "cuda:0", "fp16", 80 * GIB)
+    )
+    assert all(fits.values())
