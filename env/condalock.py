@@ -196,8 +196,8 @@ def lock(
     data = LockfileV1(package=packages, metadata=meta).dict_for_output()
     header = (
         f"# conda-lock v1 lockfile for i2vkit's conda layer, from {spec_path.name}.\n"
-        "# Written by `invoke lock` (py-rattler solve); do not edit. URLs are canonical:\n"
-        "# `invoke setup --mirror NAME` points them at the mirror when installing.\n"
+        "# Written by `i2vkit lock` (py-rattler solve); do not edit. URLs are canonical:\n"
+        "# `i2vkit setup --mirror NAME` points them at the mirror when installing.\n"
     )
     files.write_text(out_path, header + yaml.safe_dump(data, sort_keys=False))
     return out_path

@@ -1,4 +1,4 @@
-"""`invoke lock`: regenerate the lockfiles where their indexes are reachable.
+"""`i2vkit lock`: regenerate the lockfiles where their indexes are reachable.
 
 The pip layer: `uv pip compile` of i2vkit's own dependencies plus the runtime extra, for every
 platform and Python >= 3.10 at once (--universal), with hashes, torch left out (overrides.txt:
@@ -26,7 +26,7 @@ from i2vkit.tools import uv
 
 
 def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
-    root = need_checkout("invoke lock (it compiles the checkout's pyproject.toml)")
+    root = need_checkout("i2vkit lock (it compiles the checkout's pyproject.toml)")
     with files.replacing(out) as tmp:
         _compile(root, plan, tmp)
     return out
@@ -53,7 +53,7 @@ def lock_conda(catalogue: Catalogue, plan: MirrorPlan, platforms: list[str] | No
 def lock(mirror: str, custom_mirrors: Mapping[str, Any] | None, pip: bool, conda: bool,
          platforms: list[str] | None) -> list[Path]:  # fmt: skip
     """Re-solve the pip layer, the conda layer, or both through `mirror`; the files written."""
-    need_checkout("invoke lock (it rewrites env/requirements and env/conda-lock.yml)")
+    need_checkout("i2vkit lock (it rewrites env/requirements and env/conda-lock.yml)")
     catalogue = load(custom=custom_mirrors)
     plan = resolve(catalogue, mirror)
     written = []

@@ -122,7 +122,7 @@ def choose_backend(asked: str) -> tuple[str, str]:
             f"({platform})"
         )
     return "venv", (
-        f"{found.reason}, and env/conda-lock.yml does not cover {platform} yet (`invoke lock` "
+        f"{found.reason}, and env/conda-lock.yml does not cover {platform} yet (`i2vkit lock` "
         "writes it): a uv venv from this Python"
     )
 
@@ -142,7 +142,7 @@ def make(options: Options, app: Settings) -> SetupPlan:
     model = catalogue.model(options.model or app.model) if options.weights else None
     lock = options.lock or REQUIREMENTS / "runtime.txt"
     if not lock.is_file():
-        raise ConfigError(f"lockfile {lock} does not exist: `invoke lock` writes it")
+        raise ConfigError(f"lockfile {lock} does not exist: `i2vkit lock` writes it")
     digest, lockfiles = lock_hash(variant, backend, lock)
     torch_pin = f"torch=={catalogue.torch_variants().torch}+{variant}"
     return SetupPlan(

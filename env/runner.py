@@ -1,4 +1,4 @@
-"""Run a runtime task inside the env `invoke setup` built, when this interpreter lacks the
+"""Run a runtime task inside the env `i2vkit setup` built, when this interpreter lacks the
 runtime layer (the light toolkit's venv, say): the same command line, re-executed by the env's
 Python. An image or a dev install that has the runtime layer runs in place."""
 
@@ -31,7 +31,7 @@ def ensure_runtime(app: Settings) -> None:
     if python is None:
         raise EnvMissingError(
             "the runtime layer (torch, diffusers) is not installed here and there is no env: "
-            "run `invoke setup` first (or pip install 'i2vkit[runtime]')"
+            "run `i2vkit setup` first (or pip install 'i2vkit[runtime]')"
         )
     sys.stdout.flush()
     # the same program again: `invoke` in a checkout (tasks.py, invoke.yaml beside it), else the

@@ -1,4 +1,4 @@
-"""`invoke setup`: plan, print, then act. Builds the env into a fresh folder and swaps it in
+"""`i2vkit setup`: plan, print, then act. Builds the env into a fresh folder and swaps it in
 only when it works, so a failure or Ctrl-C leaves the previous env as it was; records what it
 installed so a re-run with nothing changed returns at once without the network; fetches the
 model's weights; ends with the time and network bytes of every step.

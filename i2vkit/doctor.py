@@ -1,4 +1,4 @@
-"""`invoke doctor`: the host and the decisions taken from it, as a versioned report.
+"""`i2vkit doctor`: the host and the decisions taken from it, as a versioned report.
 
 `report()` builds the report as plain data (the `--json` output, schema in
 i2vkit/data/doctor.schema.json); i2vkit/cli/doctor.py turns it into tables for people. The schema's
@@ -53,7 +53,7 @@ def report(settings: Settings, model_name: str | None = None) -> dict[str, Any]:
     if torch["version"] and torch["variant"] != variant.value:
         warnings += (
             f"this interpreter has torch {torch['version']} but the host fits {variant.value}: "
-            "`invoke setup` builds an env with the right one",
+            "`i2vkit setup` builds an env with the right one",
         )
     index_url = next((v.index_url for v in variants.variant if v.name == variant.value), None)
     return {

@@ -85,7 +85,7 @@ class CondaInstallError(InstallError):
 
 
 LOCK_FIX = (
-    "run `invoke lock` (where conda-forge or a mirror of it is reachable) and commit the result"
+    "run `i2vkit lock` (where conda-forge or a mirror of it is reachable) and commit the result"
 )
 
 
@@ -119,7 +119,7 @@ class EnvCheckError(I2VKitError, RuntimeError):
 
 
 class EnvMissingError(_Sentence, I2VKitError, FileNotFoundError):
-    """A runtime task needs the env `invoke setup` builds, and there is none."""
+    """A runtime task needs the env `i2vkit setup` builds, and there is none."""
 
 
 class WeightsError(I2VKitError, RuntimeError):

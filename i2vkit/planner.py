@@ -1,7 +1,7 @@
 """The memory planner: estimate a job's peak memory before it runs; refuse what would not fit,
 naming settings that would.
 
-Profiles are data (runtime/data/memory_profiles.toml, plus rows `invoke calibrate` measured on
+Profiles are data (runtime/data/memory_profiles.toml, plus rows `i2vkit calibrate` measured on
 this host under $I2VKIT_HOME/memory_profiles.toml, which win). The free memory is an argument:
 the caller reads it at the device boundary (runtime/measure.py `device_memory`), tests pass
 what they need.
@@ -94,7 +94,7 @@ def profile_for(model: str, device: str, dtype: str, home: Path | None = None) -
         unet_bytes_per_position=24_576 * ELEMENT_BYTES[dtype],
         vae_bytes_per_pixel=800 * ELEMENT_BYTES[dtype],
         fixed_bytes=300_000_000,
-        source="estimate: no profile for this model and device; run `invoke calibrate`",
+        source="estimate: no profile for this model and device; run `i2vkit calibrate`",
     )
 
 

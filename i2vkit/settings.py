@@ -44,12 +44,12 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("XDG_CACHE_HOME", "hub_cache", "base of the default HF cache (~/.cache)"),
     EnvVar("XDG_DATA_HOME", "home", "base of the default i2vkit home (~/.local/share)"),
     EnvVar(
-        "I2VKIT_TOKEN", "token", "API token `invoke serve` requires (off loopback it must be set)"
+        "I2VKIT_TOKEN", "token", "API token `i2vkit serve` requires (off loopback it must be set)"
     ),
     EnvVar(
         "I2VKIT_STARTUP_HOOK",
         "startup_hook",
-        "`module:function` `invoke serve` calls with each loaded runtime (custom processors, "
+        "`module:function` `i2vkit serve` calls with each loaded runner (custom processors, "
         "compile flags, fault injection in tests)",
     ),
     EnvVar("HF_TOKEN", None, "Hugging Face token for gated models; read by huggingface_hub"),

@@ -1,4 +1,4 @@
-"""The build plan of `invoke build-image`, as data: base, build args (every mirror URL rendered
+"""The build plan of `i2vkit build-image`, as data: base, build args (every mirror URL rendered
 from the catalogue by mirrors/render.py), stages, files baked in, labels and expected size.
 
 Computing a plan touches no network and no Docker engine (mirror 'auto' is the exception: it
@@ -30,7 +30,7 @@ from i2vkit.settings import Settings
 
 DOCKERFILE = "images/Dockerfile"  # relative to the build context, the project's root
 DEFAULT_BASE = "debian:bookworm-slim"
-MIRROR_NAME = "image"  # the custom mirror the build's own `invoke setup` runs against
+MIRROR_NAME = "image"  # the custom mirror the build's own `i2vkit setup` runs against
 PREFIX = "/opt/i2vkit/env"
 HF_HOME = "/opt/i2vkit/hf"
 SERVE_PORT = 7860
@@ -107,7 +107,7 @@ def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
 
 
 def lock_hash(variant: str, root: Path) -> str:
-    """The hash the image's own `invoke setup --backend venv` records for its env: one function
+    """The hash the image's own `i2vkit setup --backend venv` records for its env: one function
     (env.plan.lock_hash), so the label and the env's state agree."""
     from i2vkit.env.plan import lock_hash as env_lock_hash
 
@@ -170,7 +170,10 @@ def build_args(
     args["MODEL"] = model.name
     args["MODEL_REPO"] = "" if model.local else model.repo_id
     args["MODEL_REVISION"] = model.revision
-    args["FETCH_WEIGHTS"] = "0" if no_weights else "1"
+    # a hub model's files come in the weights stage; a tiny twin is built in the final one,
+    # from the runtime code it belongs to
+    args["FETCH_WEIGHTS"] = "0" if no_weights or model.local else "1"
+    args["LOCAL_MODEL"] = model.name if model.local and not no_weights else ""
     args["HF_TOKEN_URL"] = ""  # set by the build when a token is delivered (images/secrets.py)
     args["LOCK_HASH"] = lock_hash(mplan.variant, root)
     args["SOURCE_REVISION"] = source_revision(root)
@@ -250,13 +253,18 @@ def make_plan(
         "io.i2vkit.lock.hash": args["LOCK_HASH"],
         "org.opencontainers.image.revision": args["SOURCE_REVISION"],
     }
-    source = "built locally" if entry.local else args["HF_ENDPOINT"]
-    weights = (
-        "skipped (--no-weights)"
-        if no_weights
-        else f"`invoke setup --weights-only --model {entry.name} --mirror {MIRROR_NAME}` with "
-        f"the env's python into {HF_HOME} ({source})"
-    )
+    if no_weights:
+        weights = "skipped (--no-weights)"
+    elif entry.local:
+        weights = f"nothing: {entry.name} is built in the final stage, from the runtime's code"
+    else:
+        weights = (
+            f"`i2vkit setup --weights-only --model {entry.name} --mirror {MIRROR_NAME}` with the "
+            f"env's python into {HF_HOME} ({args['HF_ENDPOINT']})"
+        )
+    final = "env + weights + source"
+    if entry.local and not no_weights:
+        final += f"; {entry.name} built (`i2vkit setup --weights-only`)"
     stages = (
         Stage(
             "base",
@@ -265,15 +273,15 @@ def make_plan(
         ),
         Stage(
             "env",
-            f"`invoke setup --backend venv --prefix {PREFIX} --cuda {variant} --mirror "
+            f"`i2vkit setup --backend venv --prefix {PREFIX} --cuda {variant} --mirror "
             f"{MIRROR_NAME} --no-weights`: torch {torch_version}+{variant}, "
             "env/requirements/runtime.txt",
         ),
         Stage("weights", weights),
         Stage(
             "final",
-            "env + weights + source; user i2vkit; HF_HUB_OFFLINE=1; HEALTHCHECK "
-            f"/readyz; `invoke serve --host 0.0.0.0 --port {SERVE_PORT}`",
+            f"{final}; user i2vkit; HF_HUB_OFFLINE=1; HEALTHCHECK /readyz; "
+            f"`i2vkit serve --host 0.0.0.0 --port {SERVE_PORT}`",
         ),
     )
     notes = [*mplan.notes]

@@ -1,4 +1,4 @@
-"""`invoke run-image`: start a built image with the GPUs and the service port.
+"""`i2vkit run-image`: start a built image with the GPUs and the service port.
 
 The same as `docker run --gpus all -p PORT:7860 [-e I2VKIT_TOKEN=...] IMAGE [--insecure]`
 (`docker_run_line` prints it). `--gpus all` needs the NVIDIA container toolkit on the host; it
@@ -27,7 +27,7 @@ class RunPlan:
     insecure: bool = False
     token: str | None = None
     name: str | None = None
-    args: tuple[str, ...] = ()  # more flags for `invoke serve`
+    args: tuple[str, ...] = ()  # more flags for `i2vkit serve`
 
     def command(self) -> list[str]:
         return [*(["--insecure"] if self.insecure else []), *self.args]
@@ -77,7 +77,7 @@ def start(client: Any, plan: RunPlan, say: Callable[[str], None]) -> Any:
         )
     except ImageNotFound as error:
         raise ConfigError(
-            f"image {plan.image!r} is not here: build it with `invoke build-image` first"
+            f"image {plan.image!r} is not here: build it with `i2vkit build-image` first"
         ) from error
     try:
         container.start()

@@ -1,5 +1,5 @@
 """Run inside the image's weights stage with the env's python: fetch the model's files with
-i2vkit's own `invoke setup --weights-only`, into HF_HOME's cache layout.
+i2vkit's own `i2vkit setup --weights-only`, into HF_HOME's cache layout.
 
 When the build has an HF token, HF_TOKEN_URL names the one-shot loopback server
 (images/secrets.py): the token is read once, into the child's environment only, never written
@@ -29,14 +29,14 @@ def main(argv: list[str]) -> int:
         except OSError as error:
             print(
                 f"weights: cannot read the HF token from the build host ({error}); "
-                "build with host networking (invoke build-image does)",
+                "build with host networking (i2vkit build-image does)",
                 file=sys.stderr,
             )
             return 2
     command = [
         sys.executable,
         "-m",
-        "invoke",
+        "i2vkit",
         "setup",
         "--weights-only",
         "--model",

@@ -1,4 +1,4 @@
-"""The mirror reports as plain data (the `--json` output of `invoke mirrors`): the catalogue,
+"""The mirror reports as plain data (the `--json` output of `i2vkit mirrors`): the catalogue,
 a probe, and one mirror's configuration. i2vkit/cli/mirrors.py draws them for people, from this
 same data, so the two never disagree."""
 

@@ -1,4 +1,4 @@
-"""`invoke bench`: the same job through stock diffusers and through i2vkit's tuned runtime, in
+"""`i2vkit bench`: the same job through stock diffusers and through i2vkit's tuned runtime, in
 one run, same seed, size, frames and steps; per-step and end-to-end time, peak memory, the
 ratios, and how far each run is from the FLOP floor (job FLOPs / measured matmul rate).
 

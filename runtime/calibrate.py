@@ -1,4 +1,4 @@
-"""`invoke calibrate`: measure a model's peak memory at two sizes and fit the planner's profile.
+"""`i2vkit calibrate`: measure a model's peak memory at two sizes and fit the planner's profile.
 
 The denoise stage's peak grows with latent positions and the decode stage's with decoded
 pixels (runtime/planner.py); two sizes give each line's slope, the smaller size's remainder the
@@ -97,7 +97,7 @@ def save(profile: planner.Profile, home: Path) -> Path:
     mine = planner.profiles(home) if path.exists() else ()
     rows = [p for p in mine if p.source.startswith("calibrated")]
     rows = [p for p in rows if (p.model, p.device, p.dtype) != key]
-    lines = ["# written by `invoke calibrate`; rows here win over i2vkit's shipped ones"]
+    lines = ["# written by `i2vkit calibrate`; rows here win over i2vkit's shipped ones"]
     lines.append("schema = 1")
     for row in [profile, *rows]:
         lines.append("\n[[profile]]")

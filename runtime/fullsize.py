@@ -1,6 +1,6 @@
 """The full-size architectures with random weights, and FLOP counts on the meta device.
 
-Speed and memory do not depend on weight values, so `invoke bench --random-weights` measures
+Speed and memory do not depend on weight values, so `i2vkit bench --random-weights` measures
 the real model where its weights cannot be downloaded. FLOPs are counted by running the real
 modules on the meta device under torch's FlopCounterMode: no memory, about a second.
 """

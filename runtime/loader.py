@@ -73,7 +73,7 @@ def model_folder(model: Model, settings: Settings) -> Path:
         return folder
     raise ModelNotReadyError(
         f"model {model.name!r} ({model.repo_id}) is not in {settings.hub_cache}: "
-        f"run `invoke setup --model {model.name}` first"
+        f"run `i2vkit setup --model {model.name}` first"
     )
 
 

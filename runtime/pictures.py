@@ -59,7 +59,7 @@ def load_image(source: Path | bytes, name: str = "image") -> Any:
 
 
 def gradient_picture(height: int, width: int) -> Any:
-    """A deterministic picture (colour gradients), so warm-ups and `invoke bench` need no file."""
+    """A deterministic picture (colour gradients), so warm-ups and `i2vkit bench` need no file."""
     import numpy as np
     from PIL import Image
 

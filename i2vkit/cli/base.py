@@ -43,7 +43,7 @@ def settings(c: Context, **flags: object) -> Settings:
 
 def runtime_settings(c: Context, **flags: object) -> Settings:
     """Settings for a task that needs the runtime layer (torch): re-runs the same command line
-    inside the env `invoke setup` built when this interpreter lacks it (never returns then)."""
+    inside the env `i2vkit setup` built when this interpreter lacks it (never returns then)."""
     from i2vkit.env.runner import ensure_runtime
 
     app = settings(c, **flags)

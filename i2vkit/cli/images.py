@@ -20,7 +20,7 @@ from i2vkit.images.run import run_image as run
     help={
         "mirror": "tuna, aliyun, ustc, sjtu, default, a custom mirror, or auto (probe)",
         "model": "model baked into the image (default: settings' model)",
-        "cuda": "torch wheel variant: auto (from `invoke doctor`), cpu, cu126, cu129, cu130, cu132",
+        "cuda": "torch wheel variant: auto (from `i2vkit doctor`), cpu, cu126, cu129, cu130, cu132",
         "tag": "image tag (default: i2vkit/<model>:<torch>-<variant>)",
         "push": "push the tag after the build (log in with `docker login` first)",
         "dry-run": "print the plan (base, build args, stages, files, size); no engine, no network",
@@ -59,7 +59,7 @@ def build_image(
 @command(
     name="run-image",
     help={
-        "image": "the image tag (as `invoke build-image` printed it)",
+        "image": "the image tag (as `i2vkit build-image` printed it)",
         "port": "host port for the service (default 7860)",
         "no-gpus": "run without `--gpus all` (CPU only)",
         "token": "API token (default: $I2VKIT_TOKEN); passed in the environment",

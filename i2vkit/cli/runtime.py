@@ -1,6 +1,6 @@
 """`generate`, `bench`, `calibrate` and `serve`: the tasks that need the runtime layer (torch).
 
-Each re-runs itself inside the env `invoke setup` built when this interpreter lacks the runtime
+Each re-runs itself inside the env `i2vkit setup` built when this interpreter lacks the runtime
 (i2vkit.cli.base.runtime_settings), then imports the runtime: importing this module stays light.
 """
 

@@ -23,7 +23,7 @@ MB = 1_000_000
         "model": "model whose weights to fetch (default: settings' model)",
         "backend": "auto (mamba if on PATH, else rattler with a conda lock, else venv), "
         "mamba, rattler or venv",
-        "cuda": "torch wheel variant: auto (from `invoke doctor`), cpu, cu126, cu129, ...",
+        "cuda": "torch wheel variant: auto (from `i2vkit doctor`), cpu, cu126, cu129, ...",
         "prefix": "build the env exactly here (default: $I2VKIT_HOME/envs/default)",
         "no-weights": "build the env only",
         "weights-only": "fetch the weights only",

@@ -1,4 +1,4 @@
-"""`invoke serve`: check the binding, take the port and the job store, build the app, run
+"""`i2vkit serve`: check the binding, take the port and the job store, build the app, run
 uvicorn; exit non-zero when the model fails to load (unless told to stay up as FAILED)."""
 
 from __future__ import annotations

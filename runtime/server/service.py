@@ -100,7 +100,7 @@ class Service:
 
     @classmethod
     def create(cls, config: ServeConfig) -> Service:
-        owner = f"`invoke serve` on {config.host}:{config.port}"
+        owner = f"`i2vkit serve` on {config.host}:{config.port}"
         store = JobStore(config.folder, config.queue_size, owner)
         requeued = store.recover(config.interrupted, config.max_attempts)
         if requeued:

@@ -123,7 +123,7 @@ def _catalogue(port: int) -> Catalogue:
 def test_a_missing_lockfile_says_to_run_invoke_lock(tmp_path: Path) -> None:
     catalogue = _catalogue(closed_port())
     missing = tmp_path / "conda-lock.yml"
-    with pytest.raises(LockfileMissingError, match="invoke lock") as caught:
+    with pytest.raises(LockfileMissingError, match="i2vkit lock") as caught:
         conda.install_rattler(missing, tmp_path / "env", catalogue, choose(catalogue, "tuna"))
     assert str(missing) in str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)

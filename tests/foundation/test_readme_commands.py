@@ -1,7 +1,7 @@
 """README.md's "Run it" command, verbatim, on a fresh machine (tests/helpers/fresh.py): a copy of
 the checkout, a new HOME, no tool but the system's and python3. It must set up the runtime layer
 and the demo model and serve it; one job through the API must give an mp4 that decodes. Then
-what the README says next: a second setup is "up to date", and `invoke generate` makes a video.
+what the README says next: a second setup is "up to date", and `i2vkit generate` makes a video.
 
 The test command is not run here (it runs this suite); .ci/run runs it the same way.
 """
@@ -84,9 +84,9 @@ def test_the_run_command_serves_a_video_on_a_fresh_machine(tmp_path):
 
     light = run(".venv/bin/python", "-c", "import torch")
     assert light.returncode != 0  # the toolkit's venv stays light: the runtime lives in the env
-    again = run(".venv/bin/invoke", "setup", "--model", "demo")
+    again = run(".venv/bin/i2vkit", "setup", "--model", "demo")
     assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr
-    made = run(".venv/bin/invoke", "generate", "--model", "demo", "--image", "docs/example.png",
+    made = run(".venv/bin/i2vkit", "generate", "--model", "demo", "--image", "docs/example.png",
                "--out", "demo.mp4", "--frames", "4", "--steps", "3")  # fmt: skip
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     assert read_mp4(clone / "demo.mp4").shape[0] == 4

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from i2vkit.cli.images import plan_lines
-from i2vkit.errors import ConfigError
+from i2vkit.errors import ContainerStartError
 from i2vkit.images import build as builder
 from i2vkit.images.build import build_image
 from i2vkit.images.plan import make_plan
@@ -117,7 +117,7 @@ def test_image_config(built, client):
     assert attrs["User"] == "10001:10001"
     assert "HF_HUB_OFFLINE=1" in attrs["Env"]
     assert "/readyz" in " ".join(attrs["Healthcheck"]["Test"])
-    assert attrs["Entrypoint"][:4] == ["python", "-m", "invoke", "serve"]
+    assert attrs["Entrypoint"][:4] == ["python", "-m", "i2vkit", "serve"]
     labels = attrs["Labels"]
     assert labels["io.i2vkit.model"] == "demo"
     assert labels["io.i2vkit.torch.variant"] == "cpu"
@@ -154,7 +154,7 @@ def test_run_image_with_gpus_starts_or_fails_cleanly(built, client, dockerd):
         run_image, TAG, port=free_port(), gpus=True, insecure=True, environ=dockerd.env
     )
     if shutil.which("nvidia-container-runtime-hook") is None:  # the toolkit's hook (system)
-        with pytest.raises(ConfigError, match=r"cannot start.*NVIDIA container toolkit"):
+        with pytest.raises(ContainerStartError, match=r"cannot start.*NVIDIA container toolkit"):
             run()
         assert {c.id for c in client.containers.list(all=True)} == before  # nothing left behind
         return
