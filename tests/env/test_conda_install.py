@@ -141,7 +141,7 @@ def test_a_platform_not_in_the_lockfile_names_it_and_the_fix(
         )  # fmt: skip
     message = str(caught.value)
     assert "'osx-arm64'" in message and "linux-64, linux-aarch64" in message
-    assert "invoke lock" in message and str(conda_lockfile) in message
+    assert "i2vkit lock" in message and str(conda_lockfile) in message
     assert not (tmp_path / "env").exists()
 
 
