@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,10 +163,10 @@ def build_demo(model: Model, app: Settings, python: Path | None) -> Path:
         return folder
     code = (
         "import sys; from pathlib import Path; from i2vkit.runtime import twins; "
-        "twins.save(Path(sys.argv[1]), sys.argv[2])"
+        "twins.save(Path(sys.argv[1]), sys.argv[2], twin=sys.argv[3])"
     )
     done = subprocess.run(
-        [str(python or "python3"), "-c", code, str(folder), model.family],
+        [str(python or sys.executable), "-c", code, str(folder), model.family, model.twin],
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:

@@ -57,12 +57,21 @@ class Presets(StrictModel):
     advice: Advice
 
 
+class PresetSize(StrictModel):
+    """A model's own numbers for a generic preset (Wan's frames are 4k+1, its sizes its own)."""
+
+    height: int | None = None
+    width: int | None = None
+    frames: int | None = None
+    steps: int | None = None
+
+
 class Model(StrictModel):
     name: str
     repo_id: str
-    revision: str
-    family: str
-    variant: str
+    revision: str  # a commit on the Hub (a tiny twin's: where a mirror publishes it)
+    family: str  # runtime/pipelines/<family>.py
+    variant: str  # the weights' file variant to load (fp16), "" for the plain files
     params: int
     download_bytes: int
     gated: bool
@@ -70,13 +79,19 @@ class Model(StrictModel):
     guidance: float
     fps: int
     scheduler: str
-    files: tuple[tuple[str, int], ...]  # (path or pattern, expected bytes)
+    files: tuple[tuple[str, int], ...]  # (path or glob pattern, expected bytes)
     note: str = ""
-
-    @property
-    def local(self) -> bool:
-        """Built by i2vkit (runtime/twins.py), not downloaded."""
-        return self.name.startswith("demo")
+    local: bool = False  # a tiny twin i2vkit builds itself (runtime/twins.py)
+    twin: str = ""  # which of the family's twins, where it has several
+    size_multiple: int = 64  # height and width are multiples of it (the latent grid)
+    frames_step: int = 1  # frames = k * frames_step + 1 (Wan's VAE packs 4 frames); 1: any
+    schedulers: tuple[str, ...] = ("ddim", "dpm++", "euler")  # what the family's run takes
+    shift: float | None = None  # the flow-matching schedulers' shift (Wan)
+    guidance_2: float | None = None  # the second expert's guidance (Wan 2.2 A14B)
+    presets: dict[str, PresetSize] = Field(default_factory=dict)  # this model's numbers
+    modelscope_id: str = ""  # the same files on ModelScope, where the publisher put them
+    modelscope_revision: str = "master"  # ModelScope names branches, not commits
+    components: dict[str, int] = Field(default_factory=dict)  # parameters per component
 
 
 class Models(StrictModel):

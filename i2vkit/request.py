@@ -11,7 +11,7 @@ built once from that file; `make` validates the overrides with it and merges the
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 from pydantic_core import ErrorDetails
@@ -20,8 +20,7 @@ from i2vkit import catalogue
 from i2vkit.data import StrictModel
 from i2vkit.errors import RequestError
 
-SCHEDULERS = ("ddim", "dpm++", "euler")
-Scheduler = Literal["ddim", "dpm++", "euler"]
+SCHEDULERS = ("ddim", "dpm++", "euler", "unipc")  # each model takes some (models.toml)
 
 
 class Request(StrictModel):
@@ -36,9 +35,11 @@ class Request(StrictModel):
     fps: int
     seed: int
     decode_chunk: int
-    scheduler: Scheduler
+    scheduler: str
     prompt: str = ""
     negative_prompt: str = ""
+    guidance_2: float | None = None  # the second expert's (Wan 2.2 A14B); None: the model's
+    shift: float | None = None  # the flow-matching shift (the model's; not a user setting)
 
     def replace(self, **changes: Any) -> Request:
         """A copy with `changes` (the planner's alternatives, a retry's safer settings)."""
@@ -58,20 +59,21 @@ def bounds() -> dict[str, tuple[float, float]]:
         "fps": (lim.fps_min, lim.fps_max),
         "decode_chunk": (lim.decode_chunk_min, lim.decode_chunk_max),
         "seed": (0, lim.seed_max),
+        "guidance_2": (lim.guidance_min, lim.guidance_max),
     }
 
 
 @cache
 def overrides_model() -> Any:
     """The pydantic model of what a user may set (every field optional, None = the preset's):
-    types, ranges, the size multiple and the prompt length, from presets.toml."""
+    types, ranges and the prompt length, from presets.toml. What depends on the model (its size
+    multiple, its frame rule, its schedulers) is checked by `make`, which knows the model."""
     lim = catalogue.limits()
     fields: dict[str, Any] = {}
     for name, (low, high) in bounds().items():
-        kind = float if name == "guidance" else int
-        multiple = lim.size_multiple if name in ("height", "width") else None
-        fields[name] = (kind | None, Field(None, ge=low, le=high, multiple_of=multiple))
-    fields["scheduler"] = (Scheduler | None, None)
+        kind = float if name.startswith("guidance") else int
+        fields[name] = (kind | None, Field(None, ge=low, le=high))
+    fields["scheduler"] = (str | None, Field(None, max_length=16))
     for name in ("prompt", "negative_prompt"):
         fields[name] = (str | None, Field(None, max_length=lim.prompt_max_chars))
     config = ConfigDict(extra="forbid", frozen=True)
@@ -94,8 +96,6 @@ def sentence(error: ErrorDetails) -> str:
         return f"{name}={value!r} is not a whole number"
     if kind in ("float_parsing", "float_type"):
         return f"{name}={value!r} is not a number"
-    if kind == "literal_error":
-        return f"{name} {value!r} is unknown; known: {', '.join(SCHEDULERS)}"
     if kind == "string_too_long":
         return f"{name} is longer than {ctx.get('max_length')} characters"
     if kind == "extra_forbidden":
@@ -106,9 +106,11 @@ def sentence(error: ErrorDetails) -> str:
 
 
 def make(model: str, preset: str = "preview", **overrides: object) -> Request:
-    """Merge `preset` and the model's defaults with `overrides` (None = not given), checked."""
+    """Merge `preset` (the model's own numbers for it, where it has them) and the model's
+    defaults with `overrides` (None = not given), every bound checked."""
     entry = catalogue.model(model)
     base = catalogue.preset(preset)
+    own = entry.presets.get(preset, catalogue.PresetSize())
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         checked = overrides_model().model_validate(given)
@@ -116,18 +118,47 @@ def make(model: str, preset: str = "preview", **overrides: object) -> Request:
         raise RequestError("; ".join(sentence(e) for e in error.errors())) from error
     values: dict[str, object] = {
         "model": entry.name,
-        "height": base.height,
-        "width": base.width,
-        "frames": base.frames,
-        "steps": base.steps,
+        "height": own.height or base.height,
+        "width": own.width or base.width,
+        "frames": own.frames or base.frames,
+        "steps": own.steps or base.steps,
         "guidance": entry.guidance,
+        "guidance_2": entry.guidance_2,
         "fps": entry.fps,
         "seed": 0,
         "decode_chunk": 8,
         "scheduler": entry.scheduler,
+        "shift": entry.shift,
     }
     values.update(checked.model_dump(exclude_none=True))
-    return Request.model_validate(values)
+    request = Request.model_validate(values)
+    _check_for(entry, request)
+    return request
+
+
+def _check_for(entry: catalogue.Model, r: Request) -> None:
+    """What depends on the model: its latent grid, its frame rule, its schedulers."""
+    problems = []
+    k = entry.size_multiple
+    for name in ("height", "width"):
+        value = getattr(r, name)
+        if value % k:
+            near = max(k, round(value / k) * k)
+            problems.append(f"{name}={value} is not a multiple of {k}; try {name}={near}")
+    step = entry.frames_step
+    if step > 1 and (r.frames - 1) % step:
+        near = max(step + 1, round((r.frames - 1) / step) * step + 1)
+        problems.append(
+            f"frames={r.frames} does not fit {entry.name} (frames = {step}k+1: its VAE packs "
+            f"{step} frames into one latent); try frames={near}"
+        )
+    if r.scheduler not in entry.schedulers:
+        problems.append(
+            f"scheduler {r.scheduler!r} is unknown for {entry.name}; known: "
+            f"{', '.join(entry.schedulers)}"
+        )
+    if problems:
+        raise RequestError("; ".join(problems))
 
 
 def quality_warnings(s: Request) -> list[str]:

@@ -69,7 +69,7 @@ def model_folder(model: Model, settings: Settings) -> Path:
     if model.local:  # no endpoint served it to setup: built here by the runtime's own code
         folder = settings.home / "models" / model.name
         if not (folder / "model_index.json").exists():
-            twins.save(folder, model.family)
+            twins.save(folder, model.family, twin=model.twin)
         return folder
     raise ModelNotReadyError(
         f"model {model.name!r} ({model.repo_id}) is not in {settings.hub_cache}: "
@@ -100,7 +100,9 @@ def _dtype_keyword() -> str:
 
 
 def load(model: Model, settings: Settings, device: str | None, dtype: str | None) -> Loaded:
-    from diffusers import DiffusionPipeline
+    import diffusers
+
+    from i2vkit.runtime.pipelines import family
 
     quiet_libraries()
     started = time.perf_counter()
@@ -110,7 +112,8 @@ def load(model: Model, settings: Settings, device: str | None, dtype: str | None
     kwargs: dict[str, Any] = {_dtype_keyword(): torch_dtype(dtype)}
     if model.variant and dtype != "fp32":
         kwargs["variant"] = model.variant
-    pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
+    cls = getattr(diffusers, family(model.family).pipeline or "DiffusionPipeline")
+    pipe = cls.from_pretrained(folder, **kwargs)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     wrong = {

@@ -13,8 +13,10 @@ from i2vkit import files
 from i2vkit.runtime.pipelines import FAMILIES
 
 
-def save(folder: Path, family: str = "i2vgen-xl", seed: int = 0) -> Path:
-    """Build the tiny model of `family` and save it to `folder` atomically (temp + rename)."""
+def save(folder: Path, family: str = "i2vgen-xl", seed: int = 0, twin: str = "") -> Path:
+    """Build the tiny model of `family` (its `twin` variant, where the family has several) and
+    save it to `folder` atomically (temp + rename)."""
+    variant = {"twin": twin} if twin else {}
     with files.replacing_folder(Path(folder)) as tmp:
-        FAMILIES[family].build_tiny(seed=seed).save_pretrained(tmp)
+        FAMILIES[family].build_tiny(seed=seed, **variant).save_pretrained(tmp)
     return Path(folder)

@@ -6,10 +6,10 @@ weights. Adding a family is a module here, a line below, and rows in i2vkit/data
 from __future__ import annotations
 
 from i2vkit.errors import UnknownNameError
-from i2vkit.runtime.pipelines import i2vgen_xl, svd
+from i2vkit.runtime.pipelines import i2vgen_xl, svd, wan
 from i2vkit.runtime.pipelines.base import Family
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (i2vgen_xl.FAMILY, svd.FAMILY)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (i2vgen_xl.FAMILY, svd.FAMILY, wan.FAMILY)}
 
 
 def family(name: str) -> Family:

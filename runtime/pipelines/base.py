@@ -42,7 +42,8 @@ class Family:
 
     name: str
     run: Callable[[Any, Generation], np.ndarray]  # -> (F, H, W, 3) uint8
-    build_tiny: Callable[..., Any]  # (seed=0, scratch=None) -> a diffusers pipeline, fp32, CPU
+    build_tiny: Callable[..., Any]  # (seed=0, scratch=None[, twin]) -> a pipeline, fp32, CPU
+    pipeline: str | None = None  # the diffusers class to load with; None: model_index's own
 
 
 def make_scheduler(pipe: Any, name: str) -> Any:

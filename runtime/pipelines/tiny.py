@@ -51,3 +51,28 @@ def image_encoder(image_size: int, patch_size: int) -> Any:
             patch_size=patch_size,
         )
     )
+
+
+def t5_tokenizer() -> Any:
+    """A T5/UMT5-style fast tokenizer, one token per printable ASCII character (the tokenizers
+    package's WordLevel model over single characters): different prompts give different tokens,
+    with no vocabulary to download."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab |= {chr(c): 3 + i for i, c in enumerate(range(32, 127))}
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))  # noqa: S106 - a token
+    model.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    specials = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    return PreTrainedTokenizerFast(tokenizer_object=model, model_max_length=512, **specials)
+
+
+def umt5_encoder(vocab_size: int, d_model: int = 32) -> Any:
+    """A tiny UMT5 text encoder (Wan's family uses UMT5-XXL), in eval mode: dropout off, so the
+    same prompt always gives the same embedding."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=37, num_layers=2,
+                        num_heads=4, relative_attention_num_buckets=8)  # fmt: skip
+    return UMT5EncoderModel(config).eval()

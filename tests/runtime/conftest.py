@@ -13,12 +13,13 @@ from i2vkit.settings import resolve
 
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An i2vkit home whose models/ holds the saved tiny `demo` and `demo-svd`."""
+    """An i2vkit home whose models/ holds every saved tiny twin (demo, demo-svd, the Wan ones)."""
+    from i2vkit import catalogue
     from i2vkit.runtime import twins
 
     home = tmp_path_factory.mktemp("i2vkit-home")
-    twins.save(home / "models" / "demo", "i2vgen-xl")
-    twins.save(home / "models" / "demo-svd", "svd")
+    for model in (m for m in catalogue.models() if m.local):
+        twins.save(home / "models" / model.name, model.family, twin=model.twin)
     return home
 
 

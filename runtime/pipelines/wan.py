@@ -1,0 +1,156 @@
+"""Wan 2.x image-to-video (Wan-AI; diffusers' WanImageToVideoPipeline), every variant:
+
+- Wan 2.1 I2V 14B (480P, 720P): one transformer, the image also through a CLIP encoder;
+- Wan 2.2 I2V A14B: two experts, `transformer` for the high-noise steps and `transformer_2` for
+  the rest, switched by the pipeline at `boundary_ratio` x 1000 (each with its own guidance);
+- Wan 2.2 TI2V-5B: one transformer over a 16x-compressed VAE, the first frame blended into the
+  latents at every step with per-token timesteps (`expand_timesteps`). Its repo is saved as a
+  text-to-video WanPipeline; the image-to-video class loads it (PIPELINE below).
+
+Runs the stock `__call__`, whose `callback_on_step_end` gives progress and cancel at every step;
+the scheduler is made per job (UniPC or Euler over flow-matching sigmas, with the model's shift)
+and the seed drives a CPU generator, so the same seed gives the same video on any device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2vkit.errors import CancelledError
+from i2vkit.runtime.pipelines import tiny
+from i2vkit.runtime.pipelines.base import Family, Generation, to_uint8_frames
+
+PIPELINE = "WanImageToVideoPipeline"
+
+
+def make_scheduler(pipe: Any, name: str, shift: float | None) -> Any:
+    """A fresh flow-matching scheduler for one job: UniPC (the models' own) or Euler (what the
+    few-step distilled LoRAs were trained with), at the model's flow shift."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    if name == "euler":
+        return FlowMatchEulerDiscreteScheduler(shift=shift or 5.0)
+    config = dict(pipe.scheduler.config)
+    if shift is not None:
+        config["flow_shift"] = shift
+    return UniPCMultistepScheduler.from_config(
+        config, prediction_type="flow_prediction", use_flow_sigmas=True
+    )
+
+
+def fit(image: Any, height: int, width: int) -> Any:
+    """The image cropped to the video's aspect around its centre, then resized: the pipeline
+    itself would stretch it."""
+    from PIL import ImageOps
+
+    return ImageOps.fit(image, (width, height))
+
+
+@torch.no_grad()
+def run(pipe: Any, job: Generation) -> np.ndarray:
+    s = job.request
+
+    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        job.progress("denoise", i + 1, s.steps)
+        if job.cancelled():
+            raise CancelledError("cancelled")
+        if i + 1 == s.steps:
+            job.progress("decode", 0, 1)
+        return {}
+
+    # 1. Inputs: a cancelled job stops before any work; the image takes the video's aspect
+    if job.cancelled():
+        raise CancelledError("cancelled")
+    job.progress("encode", 0, 1)
+    image = fit(job.image, s.height, s.width)
+
+    # 2. This job's own scheduler: it holds per-call state, never shared between jobs
+    pipe.scheduler = make_scheduler(pipe, s.scheduler, s.shift)
+    two_experts = pipe.transformer_2 is not None and pipe.config.boundary_ratio is not None
+
+    # 3. Encode, denoise (the pipeline switches experts at its boundary), decode:
+    #    frames (1, F, C, H, W) in [0, 1]
+    out = pipe(
+        image=image,
+        prompt=s.prompt,
+        negative_prompt=s.negative_prompt or None,
+        height=s.height,
+        width=s.width,
+        num_frames=s.frames,
+        num_inference_steps=s.steps,
+        guidance_scale=s.guidance,
+        guidance_scale_2=(s.guidance_2 if s.guidance_2 is not None else s.guidance)
+        if two_experts
+        else None,
+        generator=torch.Generator("cpu").manual_seed(s.seed),
+        output_type="pt",
+        callback_on_step_end=on_step,
+    )
+    job.progress("decode", 1, 1)
+    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
+    return to_uint8_frames(video)
+
+
+def _vae(kind: str) -> Any:
+    from diffusers import AutoencoderKLWan
+
+    if kind == "ti2v":  # Wan 2.2's VAE: 48 channels, 16x spatial compression, patchified input
+        return AutoencoderKLWan(
+            base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True,
+            patch_size=2, latents_mean=[0.0] * 48, latents_std=[1.0] * 48,
+            dim_mult=[1, 1, 1, 1], num_res_blocks=1, scale_factor_spatial=16,
+            scale_factor_temporal=4, temperal_downsample=[False, True, True],
+        )  # fmt: skip
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )  # fmt: skip
+
+
+def _transformer(channels: tuple[int, int], image_dim: int | None = None) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+        in_channels=channels[0], out_channels=channels[1], text_dim=32, freq_dim=256,
+        ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32, image_dim=image_dim,
+    )  # fmt: skip
+
+
+def build_tiny(seed: int = 0, scratch: Path | None = None, twin: str = "ti2v") -> Any:
+    """Wan at toy sizes (diffusers' own test components), fp32, on the CPU. `twin` picks the
+    variant: 'ti2v' (Wan 2.2 TI2V-5B's shape), 'a14b' (Wan 2.2 I2V A14B's two experts) or 'i2v'
+    (Wan 2.1 I2V, with a CLIP image encoder)."""
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor
+
+    if twin not in ("ti2v", "a14b", "i2v"):
+        raise ValueError(f"Wan twin {twin!r} is unknown; known: ti2v, a14b, i2v")
+    tokenizer = tiny.t5_tokenizer()
+    torch.manual_seed(seed)
+    parts: dict[str, Any] = {
+        "tokenizer": tokenizer,
+        "text_encoder": tiny.umt5_encoder(len(tokenizer)),
+        "vae": _vae(twin),
+        "scheduler": UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
+    }
+    if twin == "ti2v":
+        parts |= {"transformer": _transformer((48, 48)), "expand_timesteps": True}
+    elif twin == "a14b":
+        parts |= {"transformer": _transformer((36, 16)), "transformer_2": _transformer((36, 16)),
+                  "boundary_ratio": 0.875}  # fmt: skip
+    else:
+        parts |= {"transformer": _transformer((36, 16), image_dim=32),
+                  "image_encoder": tiny.image_encoder(image_size=32, patch_size=4),
+                  "image_processor": CLIPImageProcessor(crop_size=32, size=32)}  # fmt: skip
+    return WanImageToVideoPipeline(**parts)
+
+
+FAMILY = Family("wan", run, build_tiny, pipeline=PIPELINE)
