@@ -42,6 +42,7 @@ class PresetFit:
     gpu: int | None  # None: the CPU
     fits: bool
     reason: str
+    strategy: str | None = None  # the memory strategy it would run with, when it fits a GPU
 
 
 @dataclass(frozen=True)
@@ -209,9 +210,12 @@ def fit_presets(host: Host, presets: tuple[Preset, ...], model: str = "i2vgen-xl
         for name, ok, est in planner.preset_fits(model, "cuda", dtype, gpu.memory_total):
             verb = "has" if ok else "has only"
             source = est.source.split(":")[0]
-            reason = (f"{model} needs about {est.peak / GIB:.1f} GiB in {dtype} ({source}); "
-                      f"GPU {gpu.index} {verb} {gib:.1f} GiB")  # fmt: skip
-            fits_list.append(PresetFit(name, gpu.index, ok, reason))
+            how = est.strategy.describe() if ok else f"even with {est.strategy.describe()}"
+            reason = (f"{model} needs about {est.peak / GIB:.1f} GiB in {dtype}, {how} "
+                      f"({source}); GPU {gpu.index} {verb} {gib:.1f} GiB")  # fmt: skip
+            fits_list.append(
+                PresetFit(name, gpu.index, ok, reason, est.strategy.name if ok else None)
+            )
             if ok:
                 mine.append(name)
         tier = tiers[mine[-1]] if mine else "cpu"

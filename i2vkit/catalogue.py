@@ -92,6 +92,12 @@ class Model(StrictModel):
     modelscope_id: str = ""  # the same files on ModelScope, where the publisher put them
     modelscope_revision: str = "master"  # ModelScope names branches, not commits
     components: dict[str, int] = Field(default_factory=dict)  # parameters per component
+    # the latent grid, for the memory planner: pixels per latent cell, frames per latent frame,
+    # the denoiser's patch, and whether CFG's two passes run as one batch
+    latent_spatial: int = 8
+    latent_temporal: int = 1
+    patch: int = 1
+    cfg_batched: bool = True
 
 
 class Models(StrictModel):

@@ -3,7 +3,9 @@
 Where the files come from: `demo` models are built locally (runtime/twins.py) into i2vkit's
 home; hub models are read from the Hugging Face cache with `local_files_only=True` (setup put
 them there; nothing is downloaded at start-up). Precision is explicit: bf16 on GPUs with bf16
-tensor cores (compute >= 8.0), fp16 on older GPUs, fp32 on CPU, unless overridden.
+tensor cores (compute >= 8.0), fp16 on older GPUs, fp32 on CPU, unless overridden. Where the
+weights live is the memory planner's choice (the fastest strategy under which a job of the
+size the runner expects fits the device's free memory), or the one asked for.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i2vkit import catalogue
+from i2vkit import catalogue, planner, request
 from i2vkit.catalogue import Model
-from i2vkit.errors import ConfigError, ModelLoadError, ModelNotReadyError
-from i2vkit.runtime import twins
+from i2vkit.errors import ConfigError, ModelLoadError, ModelNotReadyError, WontFitError
+from i2vkit.planner import Strategy
+from i2vkit.request import Request
+from i2vkit.runtime import memory, twins
 from i2vkit.settings import Settings
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -30,6 +34,7 @@ class Loaded:
     device: str  # "cuda:0", "cpu"
     dtype: str  # one of DTYPES
     seconds: float  # load time
+    strategy: Strategy = planner.FULL  # where the weights live (runtime/memory.py)
 
 
 def torch_dtype(name: str) -> Any:
@@ -99,7 +104,29 @@ def _dtype_keyword() -> str:
     return "dtype" if Version(version("diffusers")) >= Version("0.40") else "torch_dtype"
 
 
-def load(model: Model, settings: Settings, device: str | None, dtype: str | None) -> Loaded:
+def choose_strategy(
+    model: Model, settings: Settings, device: str, dtype: str, asked: str, sized: Request | None
+) -> Strategy:
+    """The planner's strategy for jobs the size of `sized` (default: the model's preview) on
+    this device's free memory now. A strategy asked for by name must fit; with 'auto', a job
+    nothing fits gets the leanest strategy, and the runner refuses each job that does not fit."""
+    from i2vkit.runtime.measure import device_memory
+
+    s = sized or request.make(model.name, "preview")
+    profile = planner.profile_for(model.name, device, dtype, settings.home)
+    free, _ = device_memory(device)
+    try:
+        return planner.choose(s, profile, free, device, asked).strategy
+    except WontFitError:
+        if asked != "auto":
+            raise
+        return planner.candidates(device)[-1]
+
+
+def load(
+    model: Model, settings: Settings, device: str | None, dtype: str | None,
+    asked: str = "auto", sized: Request | None = None,
+) -> Loaded:  # fmt: skip
     import diffusers
 
     from i2vkit.runtime.pipelines import family
@@ -108,34 +135,41 @@ def load(model: Model, settings: Settings, device: str | None, dtype: str | None
     started = time.perf_counter()
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
+    plan = choose_strategy(model, settings, device, dtype, asked, sized)
     folder = model_folder(model, settings)
     kwargs: dict[str, Any] = {_dtype_keyword(): torch_dtype(dtype)}
     if model.variant and dtype != "fp32":
         kwargs["variant"] = model.variant
     cls = getattr(diffusers, family(model.family).pipeline or "DiffusionPipeline")
     pipe = cls.from_pretrained(folder, **kwargs)
-    pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    fp8 = set(memory.denoisers(pipe)) if plan.fp8 else set()
     wrong = {
         name: str(part.dtype)
         for name, part in pipe.components.items()
-        if hasattr(part, "dtype") and part.dtype != torch_dtype(dtype)
+        if hasattr(part, "dtype") and name not in fp8 and part.dtype != torch_dtype(dtype)
     }
     if wrong:  # some diffusers releases ignore the dtype argument: never run a silent fp32
         raise ModelLoadError(f"after loading, components have the wrong dtype: {wrong}")
-    return Loaded(pipe, model, device, dtype, time.perf_counter() - started)
+    memory.apply(pipe, plan, device, torch_dtype(dtype))
+    return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan)
 
 
 class Loader:
     """Holds the process's one pipeline; `get()` is safe from any number of threads."""
 
     def __init__(
-        self, model: str, settings: Settings, device: str | None = None, dtype: str | None = None
-    ) -> None:
+        self, model: str, settings: Settings, device: str | None = None, dtype: str | None = None,
+        memory: str = "auto", sized: Request | None = None,
+    ) -> None:  # fmt: skip
         self.model = catalogue.model(model)
+        if memory != "auto":
+            planner.strategy(memory)  # an unknown name is refused before anything loads
         self.settings = settings
         self.device = device
         self.dtype = dtype
+        self.memory = memory  # 'auto' or a strategy's name (i2vkit/planner.py STRATEGIES)
+        self.sized = sized  # the job size the strategy is chosen for
         self.loads = 0  # how many times a pipeline was built: 1 in a healthy process
         self._lock = threading.Lock()
         self._loaded: Loaded | None = None
@@ -146,6 +180,7 @@ class Loader:
             return loaded
         with self._lock:  # one caller loads; the others block here, then find it loaded
             if self._loaded is None:
-                self._loaded = load(self.model, self.settings, self.device, self.dtype)
+                self._loaded = load(self.model, self.settings, self.device, self.dtype,
+                                    self.memory, self.sized)  # fmt: skip
                 self.loads += 1
             return self._loaded

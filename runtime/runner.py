@@ -37,6 +37,7 @@ class Result:
     dtype: str
     retried: bool = False
     warnings: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)  # what was on: memory strategy, ...
 
 
 class _Stages:
@@ -88,6 +89,11 @@ class Runner:
     def setup(self) -> Loaded:
         return self.loader.get()
 
+    def options(self) -> dict[str, str]:
+        """What the loaded pipeline runs with, recorded on every result."""
+        loaded = self.loader.get()
+        return {"memory": loaded.strategy.name, "dtype": loaded.dtype}
+
     def plan(self, s: Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""
         loaded = self.loader.get()
@@ -95,8 +101,11 @@ class Runner:
             raise RequestError(f"model {s.model!r} is not the loaded {loaded.model.name!r}")
         profile = planner.profile_for(s.model, loaded.device, loaded.dtype, self.app.home)
         free, _ = device_memory(loaded.device)
-        # the weights are already resident, so they are not in `free`: count them back in
-        return planner.check(s, profile, free + profile.weights_bytes)
+        plan = loaded.strategy
+        # the resident weights are already in place, so they are not in `free`: count them back
+        resident = planner.resident_weights(loaded.model, profile, plan)
+        options = planner.candidates(loaded.device)
+        return planner.check(s, profile, free + resident, plan, options)
 
     def generate(
         self,
@@ -137,6 +146,7 @@ class Runner:
             dtype=loaded.dtype,
             retried=retried,
             warnings=request.quality_warnings(s),
+            options=self.options(),
         )
 
     def _retry_safer(

@@ -70,10 +70,10 @@ def render(data: dict[str, Any], console: Any) -> None:
     table.add_row("torch wheel", variant["value"], variant["reason"])
     tier = decisions["tier"]
     lines = [tier["reason"], f"presets: {', '.join(tier['presets']) or 'none'}"]
-    if len(nvidia["gpus"]) > 1:  # each GPU runs its own jobs: say what each one takes
-        for g in nvidia["gpus"]:
-            mine = [f["preset"] for f in tier["fits"] if f["gpu"] == g["index"] and f["fits"]]
-            lines.append(f"GPU {g['index']}: {', '.join(mine) or 'none'}")
+    for g in nvidia["gpus"]:  # each GPU runs its own jobs: what each takes, and how
+        mine = [f"{f['preset']} ({f['strategy']})" for f in tier["fits"]
+                if f["gpu"] == g["index"] and f["fits"]]  # fmt: skip
+        lines.append(f"GPU {g['index']}: {', '.join(mine) or 'none'}")
     table.add_row("tier", tier["value"], "\n".join(lines))
     table.add_row("dtype", decisions["dtype"]["value"], decisions["dtype"]["reason"])
     console.print(table)

@@ -16,6 +16,10 @@ from i2vkit.cli.base import command, runtime_settings
 from i2vkit.settings import Settings
 
 GIB = 1024**3
+MEMORY_HELP = (
+    "where the weights live: auto (the planner picks the fastest that fits), full, fp8, "
+    "offload, fp8+offload, cpu-offload or lean"
+)
 
 
 @command(
@@ -37,6 +41,7 @@ GIB = 1024**3
         "negative-prompt": "what to avoid",
         "dtype": "fp32, fp16 or bf16 (default: by device)",
         "device": "cpu or cuda:N (default: cuda:0 when present)",
+        "memory": MEMORY_HELP,
     }
 )
 def generate(
@@ -58,6 +63,7 @@ def generate(
     negative_prompt: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    memory: str = "auto",
 ) -> None:
     """Generate one video from an image and a prompt."""
     from rich.console import Console
@@ -68,7 +74,7 @@ def generate(
         guidance=guidance, seed=seed, fps=fps, decode_chunk=decode_chunk, scheduler=scheduler,
         negative_prompt=negative_prompt,
     )  # fmt: skip
-    _generate(app, Path(image), Path(out), preset, overrides, dtype, device, Console())
+    _generate(app, Path(image), Path(out), preset, overrides, dtype, device, memory, Console())
 
 
 @command(
@@ -138,6 +144,7 @@ def calibrate(
         "retention-hours": "delete finished jobs' files after this long (default 24)",
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
         "max-upload-mb": "largest image upload accepted (default 20)",
+        "memory": MEMORY_HELP,
     }
 )
 def serve(
@@ -155,6 +162,7 @@ def serve(
     retention_hours: float = 24.0,
     interrupted: str = "retry",
     max_upload_mb: float = 20.0,
+    memory: str = "auto",
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = runtime_settings(c, model=model, token=token)
@@ -167,6 +175,7 @@ def serve(
         stay_on_failure=stay_on_failure, dtype=dtype, devices=(device,) if device else (),
         retention_hours=float(retention_hours), interrupted=interrupted,
         startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
+        memory=memory,
     )  # fmt: skip
     code = run_server(config)
     if code:
@@ -194,6 +203,7 @@ def _generate(
     overrides: dict[str, Any],
     dtype: str | None,
     device: str | None,
+    memory: str,
     console: Any,
 ) -> Any:
     """Load the model once, plan, generate one video to `out`, print a summary."""
@@ -205,11 +215,12 @@ def _generate(
     picture = load_image(image, str(image))
     for warning in request.quality_warnings(s):
         console.print(f"[yellow]warning:[/] {warning}")
-    runner = Runner(Loader(app.model, app, device, dtype), app)
+    runner = Runner(Loader(app.model, app, device, dtype, memory, sized=s), app)
     with console.status(f"loading {app.model} ..."):
         loaded = runner.setup()
     console.print(
-        f"loaded {app.model} on {loaded.device} in {loaded.dtype} ({loaded.seconds:.1f} s)"
+        f"loaded {app.model} on {loaded.device} in {loaded.dtype}, "
+        f"{loaded.strategy.describe()} ({loaded.seconds:.1f} s)"
     )
     with _progress_bar(console) as bar:
         tasks: dict[str, Any] = {}
@@ -242,6 +253,7 @@ def summarize(result: Any, console: Any) -> None:
         f"{result.estimate.peak / GIB:.2f} GiB; {result.estimate.source.split(':')[0]})"
         + ("; retried after out-of-memory with decode_chunk=1" if result.retried else "")
     )
+    console.print("options: " + ", ".join(f"{k} {v}" for k, v in result.options.items()))
 
 
 def _bench(

@@ -46,6 +46,7 @@ class ServeConfig:
     max_attempts: int = 2
     warmup: bool = True
     startup_hook: str | None = None  # "module:function", called with each loaded Runner
+    memory: str = "auto"  # the memory strategy, or 'auto': the planner's for the default preset
 
     @property
     def folder(self) -> Path:
@@ -124,7 +125,9 @@ class Service:
     def _load(self) -> None:
         try:
             for device in _devices(self.config):
-                loader = Loader(self.config.model, self.config.app, device, self.config.dtype)
+                sized = request.make(self.config.model, self.config.preset)
+                loader = Loader(self.config.model, self.config.app, device, self.config.dtype,
+                                self.config.memory, sized)  # fmt: skip
                 runner = Runner(loader, self.config.app)
                 loaded = runner.setup()
                 log.info("loaded %s on %s (%s) in %.1f s", self.config.model, loaded.device,

@@ -54,10 +54,13 @@ def test_unknown_model_names_the_known_ones():
 @pytest.mark.parametrize(
     ("gib", "tier", "largest"),
     # by the planner's (uncalibrated) i2vgen-xl estimate pro needs about 41 GiB, so a 40 GB
-    # card runs mainstream (the seed's tiers said >= 40 GB); calibration on a GPU settles it
+    # card runs mainstream (the seed's tiers said >= 40 GB); calibration on a GPU settles it.
+    # Offloading lets small cards run what the weights alone would not: a 4 GB card previews
+    # with the UNet offloaded, an 8 GB one runs entry so; 1 GB holds no component at all.
     [
-        (4, "cpu", "preview"),
-        (8, "minimal", "preview"),
+        (1, "cpu", "preview"),
+        (4, "minimal", "preview"),
+        (8, "entry", "entry"),
         (12, "entry", "entry"),
         (23.99, "mainstream", "mainstream"),
         (40, "mainstream", "mainstream"),
@@ -71,6 +74,17 @@ def test_tier_follows_the_planners_estimate(gib, tier, largest):
     assert decision.presets[-1] == largest
     assert all("GiB" in f.reason for f in decision.fits)
     assert decision.reason
+
+
+def test_each_preset_says_the_strategy_it_would_run_with():
+    small = {
+        f.preset: f.strategy for f in advice.fit_presets(host(gpu(8)), catalogue.presets()).fits
+    }
+    assert small["preview"] == "full" and small["entry"] == "offload"
+    big = advice.fit_presets(host(gpu(80)), catalogue.presets())
+    assert {f.strategy for f in big.fits} == {"full"}
+    none = advice.fit_presets(host(gpu(1)), catalogue.presets())
+    assert all(f.strategy is None and "even with" in f.reason for f in none.fits)
 
 
 def test_variant_covers_by_major_and_lower_minor():

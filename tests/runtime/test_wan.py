@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from i2vkit import request
-from i2vkit.errors import CancelledError
+from i2vkit.errors import CancelledError, UnknownNameError
+from i2vkit.runtime import memory
 from i2vkit.runtime.loader import Loader
 from i2vkit.runtime.pipelines import FAMILIES, wan
 from i2vkit.runtime.pipelines.base import Generation
@@ -90,3 +91,33 @@ def test_half_precision_on_cpu_stays_finite(app, image, dtype):
     assert loaded.pipe.transformer.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     frames = FAMILIES["wan"].run(loaded.pipe, Generation(small("wan-demo-a14b"), image))
     assert frames.shape == (5, 64, 64, 3)
+
+
+def test_fp8_storage_halves_the_experts_block_weights_and_still_makes_a_video(app, image):
+    """The planner's fp8 strategy (layerwise casting): the experts' block weights stored in
+    float8 (half their bf16 bytes), computed in bf16; diffusers keeps embeddings and norms in
+    their dtype (a few per cent of a full-size expert, more of a tiny one). On the CPU too."""
+    plain = Loader("wan-demo-a14b", app, device="cpu", dtype="bf16", memory="full").get()
+    fp8 = Loader("wan-demo-a14b", app, device="cpu", dtype="bf16", memory="fp8").get()
+    assert fp8.strategy.name == "fp8" and plain.strategy.name == "full"
+    for expert in ("transformer", "transformer_2"):
+        before = dict(getattr(plain.pipe, expert).named_parameters())
+        after = dict(getattr(fp8.pipe, expert).named_parameters())
+        cast = [n for n, p in after.items() if p.dtype == torch.float8_e4m3fn]
+        assert all(n.startswith("blocks.") for n in cast) and len(cast) > 10
+        linear = [n for n in before if n.startswith("blocks.") and "norm" not in n and
+                  n.endswith(".weight") and before[n].dim() == 2]  # fmt: skip
+        assert set(linear) <= set(cast)
+        halves = {after[n].numel() * after[n].element_size() * 2 ==
+                  before[n].numel() * before[n].element_size() for n in cast}  # fmt: skip
+        assert halves == {True}
+    bytes_before, bytes_after = memory.weight_bytes(plain.pipe), memory.weight_bytes(fp8.pipe)
+    assert bytes_after["vae"] == bytes_before["vae"]  # only the denoisers change
+    assert bytes_after["text_encoder"] == bytes_before["text_encoder"]
+    frames = FAMILIES["wan"].run(fp8.pipe, Generation(small("wan-demo-a14b"), image))
+    assert frames.shape == (5, 64, 64, 3) and frames.std() > 0
+
+
+def test_an_unknown_memory_strategy_is_refused_with_the_known_ones(app):
+    with pytest.raises(UnknownNameError, match="memory strategy 'tiny' is unknown; known: auto"):
+        Loader("wan-demo", app, device="cpu", memory="tiny")
