@@ -194,9 +194,40 @@ def describe(plan: SetupPlan) -> dict[str, Any]:
         "repo": f"{plan.model.repo_id}@{plan.model.revision}" if plan.model else None,
         "files": [{"path": p, "bytes": b} for p, b in plan.files],
         "download_bytes": plan.download_bytes,
+        "sources": _sources(plan),
+        "memory": _memory(plan.model) if plan.model else [],
         "steps": [s for s, on in (("env", plan.env), ("weights", plan.weights)) if on],
         "conda": _conda_packages(plan) if plan.backend in ("mamba", "rattler") else None,
     }
+
+
+def _sources(plan: SetupPlan) -> list[dict[str, str]]:
+    """Where the weights come from, in the order setup tries them."""
+    if not plan.model:
+        return []
+    from i2vkit.env.weights import sources
+
+    found = sources(plan.model, plan.mirrors_catalogue, plan.mirrors)
+    return [{"name": s.name, "kind": s.kind, "url": s.url} for s in found]
+
+
+MEMORY_SIZES_GIB = (12, 16, 24, 48, 80, 141)  # the GPUs people run: 3060 to H200
+
+
+def _memory(model: catalogue.Model) -> list[dict[str, Any]]:
+    """The strategy the memory planner would pick for each preset on common GPU sizes (bf16),
+    so a user sees before downloading what their card will do."""
+    from i2vkit import planner
+
+    rows = []
+    for gib in MEMORY_SIZES_GIB:
+        fits = planner.preset_fits(model.name, "cuda", "bf16", gib * planner.GIB)
+        rows.append({"gib": gib, "presets": [
+            {"preset": name, "fits": ok, "strategy": est.strategy.name if ok else None,
+             "peak_gib": round(est.peak / planner.GIB, 1)}
+            for name, ok, est in fits
+        ]})  # fmt: skip
+    return rows
 
 
 def _conda_packages(plan: SetupPlan) -> dict[str, Any]:

@@ -1,21 +1,37 @@
-"""Model weights into the standard Hugging Face cache (honours HF_HOME / HF_HUB_CACHE), through
-huggingface_hub from the plan's HF endpoint, failing over along the endpoint chain. Only the
-files the runtime needs (the catalogue's `files`, fp16 variant where the repo has one);
-resumable (huggingface_hub resumes partial blobs); verified against the endpoint's sizes and
-LFS sha256. Afterwards the runtime loads with HF_HUB_OFFLINE=1.
+"""Model weights into the standard Hugging Face cache (honours HF_HOME / HF_HUB_CACHE), from
+the first source along a chain that answers: the Hub or a mirror of it (through
+huggingface_hub), or ModelScope (through the `modelscope` client) for models their publishers
+put there. Only the files the runtime needs (the catalogue's `files` patterns); resumable (both
+clients resume partial files); verified. Afterwards the runtime loads with HF_HUB_OFFLINE=1.
 
-The `demo` models are fetched when the endpoint serves them (an olah mirror, an image build)
-and otherwise built locally by the runtime's own code, so setup works with no hub at all.
-Tokens come from huggingface_hub's usual sources (HF_TOKEN, HF_TOKEN_PATH, `hf auth login`)
-and are never printed.
+The source chain (`sources`): on a mainland plan (its HF kind is a mirror, not huggingface.co)
+the mirror the user named, then ModelScope, then the Hub's mirrors and the Hub; otherwise the
+Hub and its mirrors first and ModelScope last. A source that fails, does not serve the model, or
+serves files that differ from the pinned Hub commit hands over to the next.
+
+ModelScope names branches, not Hub commits, so its listing (sizes, sha256) is compared with
+the Hub commit's listing from the first HF endpoint that answers *before* anything large is
+downloaded; the files then land in the HF cache layout (blobs named by sha256, the snapshot
+folder named by the pinned commit) so the runtime cannot tell where they came from.
+
+The `demo` models are fetched when a source serves them (an olah mirror, an image build) and
+otherwise built locally by the runtime's own code, so setup works with no hub at all. Tokens
+come from the clients' usual sources (HF_TOKEN or `hf auth login`; MODELSCOPE_API_TOKEN) and
+are never printed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import hashlib
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +40,7 @@ import psutil
 from i2vkit import catalogue
 from i2vkit.catalogue import Model
 from i2vkit.errors import WeightsError
+from i2vkit.files import replacing, write_text
 from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.choose import MirrorPlan
@@ -47,6 +64,12 @@ def patterns(model: Model) -> list[str]:
     return [path for path, _size in model.files]
 
 
+def wanted(model: Model, path: str) -> bool:
+    """Whether `path` (repo-relative) is one the runtime needs: fnmatch, as both clients
+    match their allow patterns."""
+    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns(model))
+
+
 def cached(model: Model, app: Settings) -> Path | None:
     """The snapshot folder if every needed file is already in the cache (no network)."""
     folder = catalogue.snapshot(model, app)
@@ -54,34 +77,121 @@ def cached(model: Model, app: Settings) -> Path | None:
         return None
     if model.local:
         return folder if (folder / "model_index.json").exists() else None
-    missing = [p for p in patterns(model) if not (folder / p).exists()]
+    present = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    missing = [pattern for pattern in patterns(model)
+               if not any(fnmatch.fnmatch(path, pattern) for path in present)]  # fmt: skip
     return None if missing else folder
 
 
-def _verify(model: Model, endpoint: str, folder: Path) -> str:
-    """Sizes and LFS sha256 against what the endpoint says the files are. An endpoint without
-    file metadata (olah's offline mirror) leaves huggingface_hub's own size check, said so."""
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "hf" or "modelscope"
+    mirror: str
+    url: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.mirror} (ModelScope)" if self.kind == "modelscope" else self.mirror
+
+
+def sources(model: Model, mirrors: Catalogue, plan: MirrorPlan) -> list[Source]:
+    """Where setup looks for the model's files, in order (see the module docstring)."""
+    hf = [Source("hf", m, _url(mirrors, m, "hf")) for m in plan.chains.get("hf", ())]
+    ms = [Source("modelscope", m, _url(mirrors, m, "modelscope"))
+          for m in plan.chains.get("modelscope", ())] if model.modelscope_id else []  # fmt: skip
+    # by URL, not name: an image build's custom mirror may point at the Hub itself
+    hub = mirrors.mirror["default"].endpoint("hf") if "default" in mirrors.mirror else None
+    mainland = "hf" in plan.picks and (hub is None or plan.url("hf") != hub.url)
+    # on a mainland plan the named mirror's own sources first (a custom one may offer both)
+    named_first = sorted([*ms, *hf], key=lambda s: s.mirror != plan.requested)  # stable
+    chain: list[Source] = []
+    for source in named_first if mainland else [*hf, *ms]:
+        if all((s.kind, s.url) != (source.kind, source.url) for s in chain):
+            chain.append(source)  # the same endpoint under two names is tried once
+    return chain
+
+
+def _url(mirrors: Catalogue, mirror: str, kind: str) -> str:
+    endpoint = mirrors.mirror[mirror].endpoint(kind)
+    assert endpoint is not None  # the plan's chains hold only mirrors offering the kind
+    return endpoint.url
+
+
+@dataclass(frozen=True)
+class HubFile:
+    size: int | None
+    sha256: str | None  # LFS files
+    blob_id: str | None  # git's blob id: the hash of a small (non-LFS) file
+
+
+@dataclass(frozen=True)
+class HubListing:
+    """The pinned revision's files as an HF endpoint describes them."""
+
+    source: str
+    commit: str
+    files: dict[str, HubFile]
+
+
+def hub_listing(model: Model, source: Source) -> HubListing | None:
+    """The needed files of the pinned revision, with sizes and hashes where the endpoint gives
+    them (olah's offline mode gives names only); None when the endpoint does not answer."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        info = HfApi(endpoint=endpoint).model_info(
-            model.repo_id, revision=model.revision, files_metadata=True
+        info = HfApi(endpoint=source.url).model_info(
+            model.repo_id, revision=model.revision, files_metadata=True, timeout=15
         )
-    except HfHubHTTPError:
+    except Exception:  # any failure only means this endpoint cannot vouch for the files
+        return None
+    files = {
+        s.rfilename: HubFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
+        for s in info.siblings or []
+        if model.local or wanted(model, s.rfilename)
+    }
+    return HubListing(source.name, info.sha or model.revision, files)
+
+
+def _differences(listing: HubListing, files: dict[str, tuple[int, str]]) -> list[str]:
+    """What differs between the Hub's listing and `files` (path -> (size, sha256))."""
+    problems = [f"{path} is missing" for path in sorted(set(listing.files) - set(files))]
+    extra = sorted(set(files) - set(listing.files))
+    problems += [f"{path} is not in the Hub's commit" for path in extra]
+    for path in sorted(set(files) & set(listing.files)):
+        hub, (size, sha256) = listing.files[path], files[path]
+        if hub.size is not None and hub.size != size:
+            problems.append(f"{path} is {size:,} bytes, the Hub's {hub.size:,}")
+        elif hub.sha256 is not None and hub.sha256 != sha256:
+            problems.append(f"{path} has sha256 {sha256[:12]}, the Hub's {hub.sha256[:12]}")
+    return problems
+
+
+def _check_download(model: Model, folder: Path, listing: HubListing | None) -> str:
+    """Sizes and hashes of a Hub download against the endpoint's listing; raises WeightsError
+    when they differ. Says what was checked."""
+    if listing is None:
         return "no file hashes from this endpoint: sizes checked while downloading"
-    wanted = set(patterns(model))
-    for sibling in info.siblings or []:
-        if not model.local and sibling.rfilename not in wanted:
+    problems, hashed = [], 0
+    for path, hub in listing.files.items():
+        file = folder / path
+        if not file.exists():
+            problems.append(f"{path} is missing after download")
             continue
-        path = folder / sibling.rfilename
-        if not path.exists():
-            raise WeightsError(f"{model.repo_id}: {sibling.rfilename} is missing after download")
-        if sibling.size is not None and path.stat().st_size != sibling.size:
-            raise WeightsError(f"{model.repo_id}: {sibling.rfilename} has the wrong size")
-        if sibling.lfs and _sha256(path) != sibling.lfs.sha256:
-            raise WeightsError(f"{model.repo_id}: {sibling.rfilename} fails its sha256 check")
-    return "sizes and sha256 verified"
+        if hub.size is not None and file.stat().st_size != hub.size:
+            problems.append(f"{path} has the wrong size")
+        elif hub.sha256 is not None:
+            hashed += 1
+            if _sha256(file) != hub.sha256:
+                problems.append(f"{path} fails its sha256 check")
+        elif hub.blob_id is not None:
+            hashed += 1
+            if _git_blob_id(file) != hub.blob_id:
+                problems.append(f"{path} fails its git blob check")
+    if problems:
+        raise WeightsError(f"{model.repo_id}: " + "; ".join(problems[:5]))
+    if not hashed:
+        return f"{len(listing.files)} file(s) present; this endpoint gives no hashes"
+    return f"sizes and hashes verified ({hashed} file(s))"
 
 
 def _sha256(path: Path) -> str:
@@ -92,26 +202,160 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(model: Model, app: Settings, endpoint: str) -> Path:
+def _git_blob_id(path: Path) -> str:
+    """git's id of a file (what the Hub lists for files not stored in LFS)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _xet_off(off: bool) -> Iterator[None]:
+    """Xet transfers go to the Hub's own storage whatever HF_ENDPOINT says: a mirror of the
+    Hub is used only with them off (huggingface_hub reads the constant at each download)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_XET = before or off
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET = before
+
+
+def _download_hub(model: Model, app: Settings, source: Source) -> Path:
     from huggingface_hub import snapshot_download
 
-    return Path(
+    with _xet_off(source.mirror != "default"):
+        return Path(
+            snapshot_download(
+                model.repo_id, revision=model.revision, cache_dir=app.hub_cache,
+                allow_patterns=None if model.local else patterns(model), endpoint=source.url,
+            )
+        )  # fmt: skip
+
+
+class _Refused(Exception):
+    """A source's files are not the pinned ones: the next source may have them."""
+
+
+def _modelscope_files(model: Model, source: Source) -> dict[str, tuple[int, str]]:
+    """The needed files on ModelScope: path -> (size, sha256), from its listing."""
+    # modelscope 1.40's client is modelscope_hub; HubApi takes the endpoint per instance, so
+    # no process-wide setting (MODELSCOPE_ENDPOINT is read once per process) is touched
+    from modelscope_hub.api import HubApi
+
+    listed = HubApi(endpoint=source.url).list_repo_files(
+        model.modelscope_id, "model", revision=model.modelscope_revision
+    )
+    files = {f.path: (f.size, (f.sha256 or "").lower()) for f in listed
+             if f.type != "tree" and (model.local or wanted(model, f.path))}  # fmt: skip
+    if not files:
+        raise _Refused(f"{source.name} lists no files of {model.modelscope_id}")
+    if any(not sha for _size, sha in files.values()):
+        raise _Refused(f"{source.name} gives no sha256 for {model.modelscope_id}'s files")
+    return files
+
+
+def _download_modelscope(model: Model, app: Settings, source: Source,
+                         listing: HubListing | None) -> tuple[Path, str]:  # fmt: skip
+    """Compare ModelScope's files with the Hub commit's, download them (the client checks
+    every sha256 and resumes partial files), then move them into the HF cache layout."""
+    from modelscope import snapshot_download
+
+    files = _modelscope_files(model, source)
+    label = f"{model.modelscope_id}@{model.modelscope_revision}"
+    if listing is not None:
+        problems = _differences(listing, files)
+        if problems:
+            raise _Refused(f"{source.name}: {label} differs from the Hub's {model.repo_id}@"
+                           f"{listing.commit[:12]}: " + "; ".join(problems[:3]))  # fmt: skip
+    staging = app.home / "downloads" / "modelscope"
+    staged = Path(
         snapshot_download(
-            model.repo_id, revision=model.revision, cache_dir=app.hub_cache,
-            allow_patterns=None if model.local else patterns(model), endpoint=endpoint,
+            model.modelscope_id, revision=model.modelscope_revision, cache_dir=str(staging),
+            allow_patterns=None if model.local else patterns(model), endpoint=source.url,
         )
     )  # fmt: skip
+    if listing is not None:
+        small = [p for p, hub in listing.files.items() if hub.sha256 is None and hub.blob_id]
+        wrong = [p for p in small if _git_blob_id(staged / p) != listing.files[p].blob_id]
+        if wrong:
+            raise _Refused(f"{source.name}: {label}'s {', '.join(wrong[:3])} differ from the "
+                           f"Hub's {listing.commit[:12]}")  # fmt: skip
+        commit = listing.commit
+        verified = (f"sha256 verified against ModelScope's listing; the listing matches the "
+                    f"Hub's {listing.commit[:12]} ({listing.source})")  # fmt: skip
+    else:
+        commit = model.revision if _is_commit(model.revision) else _synthetic_commit(files)
+        verified = ("sha256 verified against ModelScope's listing; not compared with the Hub "
+                    "(no HF endpoint answered)")  # fmt: skip
+    folder = _into_hub_cache(model, app, staged, files, commit)
+    shutil.rmtree(staged, ignore_errors=True)
+    return folder, verified
 
 
-def _why(error: Exception, model: Model, mirror: str) -> str:
+def _is_commit(revision: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
+
+
+def _synthetic_commit(files: dict[str, tuple[int, str]]) -> str:
+    """A stable 40-hex name for a snapshot no Hub commit vouches for (a branch revision)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for path, (size, sha256) in sorted(files.items()):
+        digest.update(f"{path}\0{size}\0{sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def _into_hub_cache(model: Model, app: Settings, staged: Path,
+                    files: dict[str, tuple[int, str]], commit: str) -> Path:  # fmt: skip
+    """huggingface_hub's cache layout: blobs/<hash>, snapshots/<commit>/<path> as relative
+    links to them, refs/<branch> naming the commit. Each link is made beside its place and
+    renamed over it, so a snapshot never holds a half-written file."""
+    repo = Path(app.hub_cache) / ("models--" + model.repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    for path, (_size, sha256) in sorted(files.items()):
+        blob = repo / "blobs" / sha256
+        if not blob.exists():
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            with replacing(blob, ".incomplete") as tmp:
+                shutil.move(staged / path, tmp)  # a rename on one filesystem
+        link = snapshot / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp_link = link.with_name(f".{link.name}.link")
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(os.path.relpath(blob, link.parent))
+        tmp_link.replace(link)
+    if not _is_commit(model.revision):
+        write_text(repo / "refs" / model.revision, commit)
+    return snapshot
+
+
+def _why(error: Exception, model: Model, source: Source) -> str:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+    if isinstance(error, _Refused):
+        return str(error)
     if isinstance(error, GatedRepoError):
         return (f"{model.repo_id} is gated: accept its licence on the Hub and set HF_TOKEN "
                 f"(or `hf auth login`)")  # fmt: skip
-    if isinstance(error, RepositoryNotFoundError):
-        return f"{mirror} does not serve {model.repo_id}"
-    return f"{mirror}: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    if isinstance(error, RepositoryNotFoundError) or _status(error) == 404:
+        repo = model.modelscope_id if source.kind == "modelscope" else model.repo_id
+        return f"{source.name} does not serve {repo}"
+    if type(error).__name__ == "FileDownloadError":  # modelscope_hub: size or sha256 mismatch
+        return f"{source.name}: files failed their size or sha256 check: {_first_line(error)}"
+    return f"{source.name}: {type(error).__name__}: {_first_line(error)}"
+
+
+def _status(error: Exception) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None) or getattr(error, "status_code", None)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0][:200]
 
 
 def fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
@@ -123,36 +367,51 @@ def fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
         return WeightsResult(model.name, folder, "cache", _count(folder), _size(folder), 0,
                              time.perf_counter() - started)  # fmt: skip
     received = psutil.net_io_counters().bytes_recv
-    fetched: dict[str, tuple[Path, str]] = {}  # mirror -> (snapshot folder, verification)
+    chain = {s.name: s for s in sources(model, mirrors, plan)}
+    fetched: dict[str, tuple[Path, str]] = {}  # source -> (snapshot folder, verification)
+    listings: dict[str, HubListing | None] = {}
 
-    def one(mirror: str) -> Attempt:
-        endpoint = mirrors.mirror[mirror].endpoint("hf")
-        assert endpoint is not None
+    def hub() -> HubListing | None:
+        """The Hub commit's listing from the first HF source that answers (asked once)."""
+        for s in chain.values():
+            if s.kind == "hf" and s.name not in listings:
+                listings[s.name] = hub_listing(model, s)
+            if listings.get(s.name):
+                return listings[s.name]
+        return None
+
+    def one(name: str) -> Attempt:
+        source = chain[name]
         start = time.perf_counter()
         try:
-            folder = _download(model, app, endpoint.url)
-            fetched[mirror] = (folder, _verify(model, endpoint.url, folder))
+            if source.kind == "modelscope":
+                fetched[name] = _download_modelscope(model, app, source, hub())
+            else:
+                folder = _download_hub(model, app, source)
+                if name not in listings:
+                    listings[name] = hub_listing(model, source)
+                fetched[name] = (folder, _check_download(model, folder, listings[name]))
         except WeightsError:
             raise  # the files came but are wrong: say so, do not look elsewhere
         except Exception as error:  # network, 5xx, not served there: the next may have it
-            return Attempt(mirror, False, time.perf_counter() - start, _why(error, model, mirror),
+            return Attempt(name, False, time.perf_counter() - start, _why(error, model, source),
                            mirror_fault=True)  # fmt: skip
-        return Attempt(mirror, True, time.perf_counter() - start)
+        return Attempt(name, True, time.perf_counter() - start)
 
-    attempts = failover.run(plan.chains.get("hf", ()), one, "weights")
+    attempts = failover.run(list(chain), one, "weights")
     notes = [a.reason for a in attempts if a.reason]
     if attempts and attempts[-1].ok:
-        mirror = attempts[-1].mirror
-        folder, verified = fetched[mirror]
+        name = attempts[-1].mirror
+        folder, verified = fetched[name]
         got = psutil.net_io_counters().bytes_recv - received
-        return WeightsResult(model.name, folder, mirror, _count(folder), _size(folder), got,
+        return WeightsResult(model.name, folder, name, _count(folder), _size(folder), got,
                              time.perf_counter() - started, (*notes, verified))  # fmt: skip
     if model.local:
         folder = build_demo(model, app, build_python)
-        notes.append(f"no endpoint serves {model.repo_id}: built locally")
+        notes.append(f"no source serves {model.repo_id}: built locally")
         return WeightsResult(model.name, folder, "built locally", _count(folder), _size(folder),
                              0, time.perf_counter() - started, tuple(notes))  # fmt: skip
-    raise WeightsError(f"no endpoint could provide {model.repo_id}: " + "; ".join(notes))
+    raise WeightsError(f"no source could provide {model.repo_id}: " + "; ".join(notes))
 
 
 def build_demo(model: Model, app: Settings, python: Path | None) -> Path:

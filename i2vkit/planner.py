@@ -7,9 +7,11 @@ peak = resident weights (by strategy) + the larger of the denoising and decoding
 Strategies, from the fastest to the leanest (STRATEGIES): everything on the device; the
 denoiser(s) stored in fp8 (layerwise casting, computed in bf16); the denoiser(s) group-offloaded
 leaf by leaf with CUDA streams prefetching; both; one component on the device at a time (model
-CPU offload); and all of it with the VAE tiled. Weights come from the catalogue's parameters
-per component; activation costs from profiles (i2vkit/data/memory_profiles.toml, plus rows
-`i2vkit calibrate` measured on this host under $I2VKIT_HOME/memory_profiles.toml, which win).
+CPU offload); and the leanest: fp8 denoisers, every model group-offloaded (the text and image
+encoders too: Wan's UMT5 alone is 11 GB in bf16) and the VAE tiled. Weights come from the
+catalogue's parameters per component; activation costs from profiles
+(i2vkit/data/memory_profiles.toml, plus rows `i2vkit calibrate` measured on this host under
+$I2VKIT_HOME/memory_profiles.toml, which win).
 The free memory is an argument: the caller reads it at the device boundary (runtime/measure.py
 `device_memory`), tests pass what they need.
 """
@@ -31,6 +33,7 @@ GIB = 1024**3
 MARGIN = 0.90  # plan to use at most 90% of what is free: allocator fragmentation, other users
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 DENOISERS = ("transformer", "transformer_2", "unet")
+ENCODERS = ("text_encoder", "image_encoder")
 # An offloaded denoiser holds about two of its ~40 blocks on the device at once (the one that
 # runs and the one the stream prefetches): 5% of its weights.
 ONLOADED = 0.05
@@ -46,6 +49,7 @@ class Strategy:
     fp8: bool = False  # the denoiser(s) stored in float8_e4m3fn, computed in the job's dtype
     group_offload: bool = False  # the denoiser(s) streamed to the device leaf by leaf
     model_offload: bool = False  # one component on the device at a time
+    encoders_offload: bool = False  # the text/image encoders streamed to the device too
     vae_tiling: bool = False
 
     def describe(self) -> str:
@@ -55,6 +59,7 @@ class Strategy:
                 (self.fp8, "fp8 storage"),
                 (self.group_offload, "group offload"),
                 (self.model_offload, "model CPU offload"),
+                (self.encoders_offload, "encoders offloaded"),
                 (self.vae_tiling, "VAE tiling"),
             )
             if on
@@ -68,7 +73,7 @@ STRATEGIES = (
     Strategy("offload", group_offload=True),
     Strategy("fp8+offload", fp8=True, group_offload=True),
     Strategy("cpu-offload", model_offload=True),
-    Strategy("lean", fp8=True, model_offload=True, vae_tiling=True),
+    Strategy("lean", fp8=True, group_offload=True, encoders_offload=True, vae_tiling=True),
 )
 FULL = STRATEGIES[0]
 
@@ -170,7 +175,8 @@ def resident_weights(model: catalogue.Model, profile: Profile, plan: Strategy) -
     for name, count in params.items():
         denoiser = name in DENOISERS
         size = count * (1 if plan.fp8 and denoiser and element > 1 else element)
-        sizes.append(int(size * (ONLOADED if plan.group_offload and denoiser else 1)))
+        streamed = (plan.group_offload and denoiser) or (plan.encoders_offload and name in ENCODERS)
+        sizes.append(int(size * (ONLOADED if streamed else 1)))
     return max(sizes) if plan.model_offload else sum(sizes)
 
 

@@ -143,7 +143,8 @@ def apt_target(base: str) -> tuple[str, str] | None:
 
 
 def mirror_config(mplan: MirrorPlan) -> dict[str, Any]:
-    """The plan's pypi, torch and hf endpoints as one invoke.yaml custom mirror (`mirrors:`)."""
+    """The plan's pypi, torch, hf and modelscope endpoints as one invoke.yaml custom mirror
+    (`mirrors:`)."""
     pypi = mplan.picks["pypi"].endpoint
     torch = mplan.picks["torch"].endpoint
     assert isinstance(torch, TorchEndpoint)
@@ -153,6 +154,8 @@ def mirror_config(mplan: MirrorPlan) -> dict[str, Any]:
         entry["pypi"]["files"] = files
     entry["torch"] = {"url": torch.url, "layout": torch.layout, "variants": [mplan.variant]}
     entry["hf"] = {"url": mplan.url("hf")}
+    if "modelscope" in mplan.picks:
+        entry["modelscope"] = {"url": mplan.url("modelscope")}
     return {"mirrors": {MIRROR_NAME: entry}}
 
 

@@ -20,7 +20,7 @@ from i2vkit.net import is_loopback
 
 DATA = packaged("i2vkit.mirrors", "data", "mirrors.toml")
 
-KINDS = ("pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu")
+KINDS = ("pypi", "torch", "conda", "hf", "modelscope", "docker", "debian", "ubuntu")
 APT_KINDS = ("debian", "ubuntu")  # apt checks signatures itself: plain http is allowed
 
 
@@ -52,6 +52,7 @@ class Mirror(StrictModel):
     torch: TorchEndpoint | None = None
     conda: CondaEndpoint | None = None
     hf: Endpoint | None = None
+    modelscope: Endpoint | None = None
     docker: Endpoint | None = None
     debian: Endpoint | None = None
     ubuntu: Endpoint | None = None
@@ -77,6 +78,7 @@ class ProbeTargets(StrictModel):
     torch_project: str = "torch"
     torch_variant: str = "cu126"
     hf_repo: str = "ali-vilab/i2vgen-xl"
+    modelscope_repo: str = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
     debian_suite: str = "bookworm"
     ubuntu_suite: str = "noble"
     sample_bytes: int = 262144

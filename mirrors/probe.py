@@ -29,6 +29,7 @@ _LINK = re.compile(rb"<a\s[^>]*href=[\"'][^\"']*\.(?:whl|tar\.gz|zip|tar\.bz2|co
 _REPODATA = re.compile(rb'^\s*\{\s*"(?:info|packages|packages\.conda|repodata_version)"')
 _RELEASE = re.compile(rb"^(?:Origin|Label|Suite|Codename|Date):", re.M)
 _HF_JSON = re.compile(rb'^\s*\{.*"(?:id|modelId|_id)"\s*:', re.S)
+_MS_JSON = re.compile(rb'^\s*\{.*"(?:Data|Files)"\s*:', re.S)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def probe_url(catalogue: Catalogue, kind: str, endpoint: Endpoint, variant: str)
         "pypi": f"{base}/{t.pypi_project}/",
         # the revision form is what huggingface_hub itself asks; mirrors (olah) serve it too
         "hf": f"{base}/api/models/{t.hf_repo}/revision/main",
+        # the file listing modelscope.snapshot_download itself asks for first
+        "modelscope": f"{base}/api/v1/models/{t.modelscope_repo}/repo/files?Revision=master",
         "docker": f"{base}/v2/",
         "debian": f"{base}/dists/{t.debian_suite}/Release",
         "ubuntu": f"{base}/dists/{t.ubuntu_suite}/Release",
@@ -114,6 +117,7 @@ def not_an_index(kind: str, response: httpx.Response, head: bytes) -> str | None
         "torch": (_LINK, "not a wheel index (no wheel links)"),
         "conda": (_REPODATA, "not a conda channel (no repodata.json)"),
         "hf": (_HF_JSON, "not a Hugging Face Hub API (no model JSON)"),
+        "modelscope": (_MS_JSON, "not a ModelScope API (no file listing)"),
         "debian": (_RELEASE, "not an apt archive (no Release file)"),
         "ubuntu": (_RELEASE, "not an apt archive (no Release file)"),
     }

@@ -88,8 +88,15 @@ def condarc(plan: MirrorPlan) -> str:
 
 
 def hf_env(plan: MirrorPlan) -> dict[str, str]:
-    """Set in the environment of i2vkit's own processes (huggingface_hub reads it at import)."""
-    return {"HF_ENDPOINT": plan.url("hf")}
+    """Set in the environment of i2vkit's own processes (huggingface_hub reads HF_ENDPOINT at
+    import; the ModelScope client on its first call). A mirror of the Hub also gets
+    HF_HUB_DISABLE_XET: Xet transfers go to the Hub's own storage, past the mirror."""
+    env = {"HF_ENDPOINT": plan.url("hf")}
+    if plan.picks["hf"].mirror != "default":
+        env["HF_HUB_DISABLE_XET"] = "1"
+    if "modelscope" in plan.picks:
+        env["MODELSCOPE_ENDPOINT"] = plan.url("modelscope")
+    return env
 
 
 def docker_build_args(plan: MirrorPlan) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from i2vkit.mirrors.catalogue import (
+    KINDS,
     Catalogue,
     CondaEndpoint,
     Mirror,
@@ -93,7 +94,7 @@ def mirror_of(url: str, catalogue: Catalogue) -> str | None:
     best: tuple[int, str] | None = None
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
     for name, mirror in catalogue.mirror.items():
-        for kind in ("pypi", "torch", "conda", "hf", "docker", "debian", "ubuntu"):
+        for kind in KINDS:
             for prefix in _prefixes(mirror, kind, _all_variants(mirror)).values():
                 prefix = prefix.rstrip("/")
                 if url.startswith(prefix + "/") or url == prefix:

@@ -1,6 +1,8 @@
 """Putting a loaded pipeline where the memory planner's strategy says (i2vkit/planner.py), with
 diffusers' own hooks: layerwise casting for fp8 storage, group offloading (leaf level, CUDA
-streams) for the denoisers, model CPU offload, VAE tiling. The pipeline arrives on the CPU,
+streams) for the denoisers and, in the leanest strategy, the encoders (diffusers'
+`apply_group_offloading` takes any torch module, transformers' encoders included, as its Wan
+memory example does), model CPU offload, VAE tiling. The pipeline arrives on the CPU,
 straight from `from_pretrained`; this is the one place that moves it to the device.
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from i2vkit.planner import DENOISERS, Strategy
+from i2vkit.planner import DENOISERS, ENCODERS, Strategy
 
 FP8 = "float8_e4m3fn"
 
@@ -29,10 +31,19 @@ def apply(pipe: Any, plan: Strategy, device: str, compute: Any) -> None:
     if plan.model_offload and cuda:
         pipe.enable_model_cpu_offload(device=device)
     elif plan.group_offload and cuda:
+        from diffusers.hooks import apply_group_offloading
+
         offloaded = denoisers(pipe)
+        if plan.encoders_offload:
+            offloaded |= {
+                n: getattr(pipe, n) for n in ENCODERS if getattr(pipe, n, None) is not None
+            }
         for model in offloaded.values():
-            model.enable_group_offload(
-                onload_device=torch.device(device), offload_type="leaf_level", use_stream=True
+            apply_group_offloading(
+                model,
+                onload_device=torch.device(device),
+                offload_type="leaf_level",
+                use_stream=True,
             )
         for name, part in pipe.components.items():
             if name not in offloaded and isinstance(part, torch.nn.Module):

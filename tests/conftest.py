@@ -18,7 +18,15 @@ from i2vkit import tools
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Variables that would make a test depend on the developer's machine.
-_LEAKY = ("I2VKIT_", "HF_", "XDG_", "CUDA_VISIBLE_DEVICES", "FAKE_NVML_", "LD_LIBRARY_PATH")
+_LEAKY = (
+    "I2VKIT_",
+    "HF_",
+    "MODELSCOPE_",
+    "XDG_",
+    "CUDA_VISIBLE_DEVICES",
+    "FAKE_NVML_",
+    "LD_LIBRARY_PATH",
+)
 
 
 def _cuda_missing() -> str | None:
@@ -78,6 +86,9 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("I2VKIT_HOME", str(home / "i2vkit"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    # the ModelScope client writes a session id under here even when given a cache folder
+    monkeypatch.setenv("MODELSCOPE_HOME", str(home / "modelscope"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(home / "modelscope" / "hub"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     return home

@@ -116,6 +116,18 @@ def draw_plan(data: dict[str, Any], console: Any) -> None:
             files.add_row(f["path"], f"{f['bytes']:,}")
         files.add_row("total", f"{data['download_bytes']:,}")
         console.print(files)
+        chain = " > ".join(f"{s['name']} ({s['url']})" for s in data["sources"])
+        console.print(f"weights from: {chain}")
+        if data["memory"]:
+            names = [p["preset"] for p in data["memory"][0]["presets"]]
+            memory = Table("GPU", *names, title=f"{data['model']}: memory strategy per preset "
+                           "(bf16, the planner's estimate)")  # fmt: skip
+            for row in data["memory"]:
+                memory.add_row(f"{row['gib']} GiB", *(
+                    f"{p['strategy']} ({p['peak_gib']} GiB)" if p["fits"] else "does not fit"
+                    for p in row["presets"]
+                ))  # fmt: skip
+            console.print(memory)
 
 
 def draw_report(report: Report, console: Any) -> None:

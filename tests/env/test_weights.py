@@ -82,5 +82,5 @@ def test_a_gated_or_missing_model_says_what_to_do(hub, small_sources, setup_env,
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 1  # it could not be done (exit 2 is for a wrong command)
-    assert "no endpoint could provide stabilityai/stable-video-diffusion-img2vid" in done.stderr
+    assert "no source could provide stabilityai/stable-video-diffusion-img2vid" in done.stderr
     assert "local does not serve" in done.stderr

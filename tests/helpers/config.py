@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def invoke_config(path: Path, pypi_url: str, torch_url: str | None, hf_url: str | None) -> Path:
+def invoke_config(path: Path, pypi_url: str, torch_url: str | None, hf_url: str | None,
+                  modelscope_url: str | None = None) -> Path:  # fmt: skip
     """An invoke runtime config (INVOKE_RUNTIME_CONFIG) naming the stand-ins mirror `local`."""
     lines = ["mirrors:", "  local:", f"    pypi: {{url: '{pypi_url}/simple'}}"]
     if torch_url:
@@ -13,5 +14,7 @@ def invoke_config(path: Path, pypi_url: str, torch_url: str | None, hf_url: str 
                      "variants: [cpu]}")  # fmt: skip
     if hf_url:
         lines.append(f"    hf: {{url: '{hf_url}'}}")
+    if modelscope_url:
+        lines.append(f"    modelscope: {{url: '{modelscope_url}'}}")
     path.write_text("\n".join(lines) + "\n")
     return path
