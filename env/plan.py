@@ -163,11 +163,20 @@ def make(options: Options, app: Settings) -> SetupPlan:
         lock=lock,
         wheelhouse=options.wheelhouse if options.wheelhouse else default_wheelhouse(),
         model=model,
-        files=list(model.files) if model else [],
+        files=_files(model),
         env=options.env,
         weights=options.weights,
         global_config=options.global_config,
     )
+
+
+def _files(model: catalogue.Model | None) -> list[tuple[str, int]]:
+    """The model's files, and a `-fast` entry's LoRA files under the LoRA's repo id."""
+    if model is None:
+        return []
+    lora = [(f"{model.lora.repo_id}@{model.lora.revision[:12]}: {path}", size)
+            for path, size in model.lora.files] if model.lora else []  # fmt: skip
+    return [*model.files, *lora]
 
 
 def _urls(mirrors: Catalogue, plan: MirrorPlan) -> dict[str, str]:

@@ -71,11 +71,14 @@ def wanted(model: Model, path: str) -> bool:
 
 
 def cached(model: Model, app: Settings) -> Path | None:
-    """The snapshot folder if every needed file is already in the cache (no network)."""
+    """The snapshot folder if every needed file is already in the cache (no network); for a
+    `-fast` entry, only if its LoRA's files are there too."""
+    if model.lora is not None and cached(catalogue.lora_files(model), app) is None:
+        return None
     folder = catalogue.snapshot(model, app)
     if folder is None:
         return None
-    if model.local:
+    if model.local and model.kind == "pipeline":
         return folder if (folder / "model_index.json").exists() else None
     present = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     missing = [pattern for pattern in patterns(model)
@@ -360,7 +363,22 @@ def _first_line(error: Exception) -> str:
 
 def fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
           build_python: Path | None = None) -> WeightsResult:  # fmt: skip
-    """Fetch (or find, or for demo build) the model's files; see the module docstring."""
+    """Fetch (or find, or for a tiny twin build) the model's files, and a `-fast` entry's LoRA;
+    see the module docstring."""
+    weights = _fetch(model, app, mirrors, plan, build_python)
+    if model.lora is None:
+        return weights
+    lora = _fetch(catalogue.lora_files(model), app, mirrors, plan, build_python)
+    return WeightsResult(
+        model.name, weights.path, f"{weights.source}; LoRA: {lora.source}",
+        weights.files + lora.files, weights.bytes_on_disk + lora.bytes_on_disk,
+        weights.bytes_received + lora.bytes_received, weights.seconds + lora.seconds,
+        (*weights.notes, *(f"LoRA: {n}" for n in lora.notes)),
+    )  # fmt: skip
+
+
+def _fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
+           build_python: Path | None) -> WeightsResult:  # fmt: skip
     started = time.perf_counter()
     folder = cached(model, app)
     if folder is not None:
@@ -415,14 +433,17 @@ def fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
 
 
 def build_demo(model: Model, app: Settings, python: Path | None) -> Path:
-    """Build a demo model with the runtime's own code, in the env's Python when given (the
-    current interpreter may not have torch yet)."""
-    folder = app.home / "models" / model.name
-    if (folder / "model_index.json").exists():
+    """Build a tiny twin (or a twin's LoRA) with the runtime's own code, in the env's Python
+    when given (the current interpreter may not have torch yet), where the runtime looks for
+    it (runtime/loader.py model_folder)."""
+    lora = model.kind == "lora"
+    folder = app.home / "models" / (model.name if lora else model.base or model.name)
+    if (folder / "model_index.json").exists() or (lora and folder.exists()):
         return folder
+    save = "save_lora" if lora else "save"
     code = (
         "import sys; from pathlib import Path; from i2vkit.runtime import twins; "
-        "twins.save(Path(sys.argv[1]), sys.argv[2], twin=sys.argv[3])"
+        f"twins.{save}(Path(sys.argv[1]), sys.argv[2], twin=sys.argv[3])"
     )
     done = subprocess.run(
         [str(python or sys.executable), "-c", code, str(folder), model.family, model.twin],

@@ -66,6 +66,21 @@ class PresetSize(StrictModel):
     steps: int | None = None
 
 
+class Lora(StrictModel):
+    """A few-step distillation LoRA, fused into the denoiser(s) when the model loads: no
+    adapter overhead per step. Its files are fetched by setup like a model's."""
+
+    repo_id: str
+    revision: str  # a commit on the Hub, where one is known
+    files: tuple[tuple[str, int], ...]
+    transformer: str  # the file for `transformer` (Wan 2.2 A14B: the high-noise expert)
+    transformer_2: str = ""  # the file for the low-noise expert, where there is one
+    scale: float = 1.0  # diffusers folds alpha/rank into the weights: 1.0 is "as trained"
+    license: str
+    local: bool = False  # a tiny twin's LoRA, built by i2vkit (runtime/twins.py)
+    source: str  # where its settings (steps, guidance, shift) come from
+
+
 class Model(StrictModel):
     name: str
     repo_id: str
@@ -98,6 +113,22 @@ class Model(StrictModel):
     latent_temporal: int = 1
     patch: int = 1
     cfg_batched: bool = True
+    lora: Lora | None = None  # fused at load: a few-step `-fast` entry
+    base: str = ""  # the catalogue model whose weights a `-fast` entry loads (and profiles)
+    kind: str = "pipeline"  # "lora" for lora_files()'s view
+
+
+def lora_files(model: Model) -> Model:
+    """A model's LoRA as a fetchable repo: the same shape as a model, so setup's sources,
+    verification and cache layout serve it unchanged."""
+    assert model.lora is not None
+    lora = model.lora
+    return model.model_copy(update={
+        "name": f"{model.name}-lora", "repo_id": lora.repo_id, "revision": lora.revision,
+        "files": lora.files, "download_bytes": sum(size for _p, size in lora.files),
+        "modelscope_id": "", "local": lora.local, "lora": None, "kind": "lora",
+        "license": lora.license,
+    })  # fmt: skip
 
 
 class Models(StrictModel):

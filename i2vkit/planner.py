@@ -133,9 +133,12 @@ def profiles(home: Path | None = None) -> tuple[Profile, ...]:
 
 def profile_for(model: str, device: str, dtype: str, home: Path | None = None) -> Profile:
     """The profile row for (model, device kind, dtype); another dtype's row is rescaled by
-    element size; a model with no row at all is estimated from its parameter count."""
+    element size; a `-fast` entry uses its base model's rows (a fused LoRA changes no shape);
+    a model with no row at all is estimated from its parameter count."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    rows = [p for p in profiles(home) if p.model == model and p.device == kind]
+    names = {model, catalogue.model(model).base} - {""}
+    rows = [p for p in profiles(home) if p.model in names and p.device == kind]
+    rows.sort(key=lambda p: p.model != model)  # the model's own rows (calibrated) first
     for row in rows:
         if row.dtype == dtype:
             return row

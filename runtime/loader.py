@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from i2vkit.catalogue import Model
 from i2vkit.errors import ConfigError, ModelLoadError, ModelNotReadyError, WontFitError
 from i2vkit.planner import Strategy
 from i2vkit.request import Request
-from i2vkit.runtime import memory, twins
+from i2vkit.runtime import memory, speed, twins
 from i2vkit.settings import Settings
+from i2vkit.speed import Speed
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -35,6 +36,7 @@ class Loaded:
     dtype: str  # one of DTYPES
     seconds: float  # load time
     strategy: Strategy = planner.FULL  # where the weights live (runtime/memory.py)
+    options: dict[str, str] = field(default_factory=dict)  # what is on, for every job's record
 
 
 def torch_dtype(name: str) -> Any:
@@ -66,13 +68,25 @@ def choose_dtype(device: str, dtype: str | None) -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
+def local_folder(model: Model, settings: Settings) -> Path:
+    """Where a tiny twin (or a twin's LoRA) is built when no source served it: one folder per
+    set of weights (a `-fast` entry shares its base's)."""
+    return settings.home / "models" / (model.base or model.name)
+
+
 def model_folder(model: Model, settings: Settings) -> Path:
-    """The local folder of the model's files; builds `demo` models on first use."""
+    """The local folder of the model's files (of its LoRA, for catalogue.lora_files' view);
+    builds a tiny twin's on first use."""
     folder = catalogue.snapshot(model, settings)
     if folder is not None:
         return folder
     if model.local:  # no endpoint served it to setup: built here by the runtime's own code
-        folder = settings.home / "models" / model.name
+        if model.kind == "lora":
+            folder = settings.home / "models" / model.name
+            if not folder.exists():
+                twins.save_lora(folder, model.family, twin=model.twin)
+            return folder
+        folder = local_folder(model, settings)
         if not (folder / "model_index.json").exists():
             twins.save(folder, model.family, twin=model.twin)
         return folder
@@ -123,9 +137,26 @@ def choose_strategy(
         return planner.candidates(device)[-1]
 
 
+def fuse_lora(pipe: Any, model: Model, settings: Settings) -> str:
+    """Load the model's few-step LoRA into its denoiser(s), fuse it into their weights and drop
+    the adapters: the distilled model at the base model's speed per step."""
+    assert model.lora is not None
+    lora = model.lora
+    folder = str(model_folder(catalogue.lora_files(model), settings))
+    pipe.load_lora_weights(folder, weight_name=lora.transformer, adapter_name="fast")
+    components = ["transformer"]
+    if lora.transformer_2:
+        pipe.load_lora_weights(folder, weight_name=lora.transformer_2, adapter_name="fast_2",
+                               load_into_transformer_2=True)  # fmt: skip
+        components.append("transformer_2")
+    pipe.fuse_lora(components=components, lora_scale=lora.scale)
+    pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
+    return f"{lora.repo_id} fused into {' and '.join(components)} (scale {lora.scale:g})"
+
+
 def load(
     model: Model, settings: Settings, device: str | None, dtype: str | None,
-    asked: str = "auto", sized: Request | None = None,
+    asked: str = "auto", sized: Request | None = None, options: Speed | None = None,
 ) -> Loaded:  # fmt: skip
     import diffusers
 
@@ -151,8 +182,11 @@ def load(
     }
     if wrong:  # some diffusers releases ignore the dtype argument: never run a silent fp32
         raise ModelLoadError(f"after loading, components have the wrong dtype: {wrong}")
+    lora = fuse_lora(pipe, model, settings) if model.lora else "none"
     memory.apply(pipe, plan, device, torch_dtype(dtype))
-    return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan)
+    done = speed.apply(pipe, options or Speed(), device)
+    record = {"memory": plan.name, "dtype": dtype, **done, "lora": lora}
+    return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan, record)
 
 
 class Loader:
@@ -160,9 +194,10 @@ class Loader:
 
     def __init__(
         self, model: str, settings: Settings, device: str | None = None, dtype: str | None = None,
-        memory: str = "auto", sized: Request | None = None,
+        memory: str = "auto", sized: Request | None = None, options: Speed | None = None,
     ) -> None:  # fmt: skip
         self.model = catalogue.model(model)
+        self.options = options or Speed()  # the accelerations (i2vkit/speed.py)
         if memory != "auto":
             planner.strategy(memory)  # an unknown name is refused before anything loads
         self.settings = settings
@@ -181,6 +216,6 @@ class Loader:
         with self._lock:  # one caller loads; the others block here, then find it loaded
             if self._loaded is None:
                 self._loaded = load(self.model, self.settings, self.device, self.dtype,
-                                    self.memory, self.sized)  # fmt: skip
+                                    self.memory, self.sized, self.options)  # fmt: skip
                 self.loads += 1
             return self._loaded

@@ -91,8 +91,7 @@ class Runner:
 
     def options(self) -> dict[str, str]:
         """What the loaded pipeline runs with, recorded on every result."""
-        loaded = self.loader.get()
-        return {"memory": loaded.strategy.name, "dtype": loaded.dtype}
+        return dict(self.loader.get().options)
 
     def plan(self, s: Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""

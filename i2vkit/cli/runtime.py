@@ -11,11 +11,19 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from i2vkit import request
+from i2vkit import request, speed
 from i2vkit.cli.base import command, runtime_settings
 from i2vkit.settings import Settings
 
 GIB = 1024**3
+SPEED_HELP = {
+    "attention": "attention kernel: sdpa (default), auto (the best installed for this GPU), "
+    "flash3, sage or flash; falls back to sdpa and says why",
+    "compile": "regional torch.compile of the transformer blocks (warm-up takes longer)",
+    "cache": "none (default) or fbcache: skip the transformer's rest when its first block "
+    "barely changed",
+    "cache-threshold": "fbcache's threshold (default 0.05; higher skips more, drifts more)",
+}
 MEMORY_HELP = (
     "where the weights live: auto (the planner picks the fastest that fits), full, fp8, "
     "offload, fp8+offload, cpu-offload or lean"
@@ -42,6 +50,7 @@ MEMORY_HELP = (
         "dtype": "fp32, fp16 or bf16 (default: by device)",
         "device": "cpu or cuda:N (default: cuda:0 when present)",
         "memory": MEMORY_HELP,
+        **SPEED_HELP,
     }
 )
 def generate(
@@ -64,6 +73,10 @@ def generate(
     dtype: str | None = None,
     device: str | None = None,
     memory: str = "auto",
+    attention: str = "sdpa",
+    compile: bool = False,
+    cache: str = "none",
+    cache_threshold: float | None = None,
 ) -> None:
     """Generate one video from an image and a prompt."""
     from rich.console import Console
@@ -74,7 +87,9 @@ def generate(
         guidance=guidance, seed=seed, fps=fps, decode_chunk=decode_chunk, scheduler=scheduler,
         negative_prompt=negative_prompt,
     )  # fmt: skip
-    _generate(app, Path(image), Path(out), preset, overrides, dtype, device, memory, Console())
+    options = speed.parse(attention, compile, cache, cache_threshold)
+    _generate(app, Path(image), Path(out), preset, overrides, dtype, device, memory, Console(),
+              options)  # fmt: skip
 
 
 @command(
@@ -145,6 +160,7 @@ def calibrate(
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
         "max-upload-mb": "largest image upload accepted (default 20)",
         "memory": MEMORY_HELP,
+        **SPEED_HELP,
     }
 )
 def serve(
@@ -163,6 +179,10 @@ def serve(
     interrupted: str = "retry",
     max_upload_mb: float = 20.0,
     memory: str = "auto",
+    attention: str = "sdpa",
+    compile: bool = False,
+    cache: str = "none",
+    cache_threshold: float | None = None,
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = runtime_settings(c, model=model, token=token)
@@ -175,7 +195,7 @@ def serve(
         stay_on_failure=stay_on_failure, dtype=dtype, devices=(device,) if device else (),
         retention_hours=float(retention_hours), interrupted=interrupted,
         startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
-        memory=memory,
+        memory=memory, options=speed.parse(attention, compile, cache, cache_threshold),
     )  # fmt: skip
     code = run_server(config)
     if code:
@@ -205,6 +225,7 @@ def _generate(
     device: str | None,
     memory: str,
     console: Any,
+    options: Any = None,
 ) -> Any:
     """Load the model once, plan, generate one video to `out`, print a summary."""
     from i2vkit.runtime.loader import Loader
@@ -215,7 +236,7 @@ def _generate(
     picture = load_image(image, str(image))
     for warning in request.quality_warnings(s):
         console.print(f"[yellow]warning:[/] {warning}")
-    runner = Runner(Loader(app.model, app, device, dtype, memory, sized=s), app)
+    runner = Runner(Loader(app.model, app, device, dtype, memory, sized=s, options=options), app)
     with console.status(f"loading {app.model} ..."):
         loaded = runner.setup()
     console.print(

@@ -44,6 +44,8 @@ class Family:
     run: Callable[[Any, Generation], np.ndarray]  # -> (F, H, W, 3) uint8
     build_tiny: Callable[..., Any]  # (seed=0, scratch=None[, twin]) -> a pipeline, fp32, CPU
     pipeline: str | None = None  # the diffusers class to load with; None: model_index's own
+    # (twin, seed) -> {file name: state dict}: a random LoRA for a twin's `-fast` entry
+    build_lora: Callable[..., dict[str, dict[str, torch.Tensor]]] | None = None
 
 
 def make_scheduler(pipe: Any, name: str) -> Any:

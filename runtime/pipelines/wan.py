@@ -119,6 +119,9 @@ def _transformer(channels: tuple[int, int], image_dim: int | None = None) -> Any
         in_channels=channels[0], out_channels=channels[1], text_dim=32, freq_dim=256,
         ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32, image_dim=image_dim,
+        # Wan 2.1 I2V attends to the image tokens through their own key/value projections
+        # (added_kv_proj_dim = the inner dim, 5120 at full size); diffusers' test twin omits them
+        added_kv_proj_dim=24 if image_dim else None,
     )  # fmt: skip
 
 
@@ -153,4 +156,44 @@ def build_tiny(seed: int = 0, scratch: Path | None = None, twin: str = "ti2v") -
     return WanImageToVideoPipeline(**parts)
 
 
-FAMILY = Family("wan", run, build_tiny, pipeline=PIPELINE)
+def build_lora(twin: str, seed: int = 0, rank: int = 4) -> dict[str, dict[str, torch.Tensor]]:
+    """A random LoRA for a tiny twin in LightX2V's own key format (`diffusion_model.blocks.N.
+    self_attn.q.lora_down.weight`, `.alpha`; the image keys `k_img`/`v_img` for a 2.1 I2V
+    twin), so loading it runs diffusers' converter for the real files. File names follow the
+    releases: one per expert for A14B (Wan2.2-Lightning), one otherwise. Small (std 0.05):
+    it moves the output without swamping it."""
+    pipe = build_tiny(seed=seed, twin=twin)
+    generator = torch.Generator().manual_seed(seed + 1)
+    names = {"attn1": "self_attn", "attn2": "cross_attn"}
+    projections = {"to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "o",
+                   "add_k_proj": "k_img", "add_v_proj": "v_img"}  # fmt: skip
+
+    def lora_for(transformer: Any) -> dict[str, torch.Tensor]:
+        state: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(transformer.blocks):
+            for attn, original in names.items():
+                for proj, short in projections.items():
+                    if not _has(block, attn, proj):
+                        continue
+                    layer = block.get_submodule(f"{attn}.{proj}")
+                    key = f"diffusion_model.blocks.{i}.{original}.{short}"
+                    down = torch.randn(rank, layer.in_features, generator=generator) * 0.05
+                    up = torch.randn(layer.out_features, rank, generator=generator) * 0.05
+                    state |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
+                              f"{key}.alpha": torch.tensor(float(rank))}  # fmt: skip
+        return state
+
+    if pipe.transformer_2 is not None:
+        return {"high_noise_model.safetensors": lora_for(pipe.transformer),
+                "low_noise_model.safetensors": lora_for(pipe.transformer_2)}  # fmt: skip
+    return {"lora.safetensors": lora_for(pipe.transformer)}
+
+
+def _has(block: Any, attn: str, proj: str) -> bool:
+    try:
+        return block.get_submodule(f"{attn}.{proj}") is not None
+    except AttributeError:
+        return False
+
+
+FAMILY = Family("wan", run, build_tiny, pipeline=PIPELINE, build_lora=build_lora)

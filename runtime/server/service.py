@@ -23,6 +23,7 @@ from i2vkit.runtime.server.metrics import Metrics
 from i2vkit.runtime.server.store import JobStore
 from i2vkit.runtime.server.workers import Worker, busy
 from i2vkit.settings import Settings
+from i2vkit.speed import Speed
 
 log = logging.getLogger("i2vkit.server")
 
@@ -47,6 +48,7 @@ class ServeConfig:
     warmup: bool = True
     startup_hook: str | None = None  # "module:function", called with each loaded Runner
     memory: str = "auto"  # the memory strategy, or 'auto': the planner's for the default preset
+    options: Speed = field(default_factory=Speed)  # the accelerations (i2vkit/speed.py)
 
     @property
     def folder(self) -> Path:
@@ -127,7 +129,7 @@ class Service:
             for device in _devices(self.config):
                 sized = request.make(self.config.model, self.config.preset)
                 loader = Loader(self.config.model, self.config.app, device, self.config.dtype,
-                                self.config.memory, sized)  # fmt: skip
+                                self.config.memory, sized, self.config.options)  # fmt: skip
                 runner = Runner(loader, self.config.app)
                 loaded = runner.setup()
                 log.info("loaded %s on %s (%s) in %.1f s", self.config.model, loaded.device,

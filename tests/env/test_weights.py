@@ -84,3 +84,46 @@ def test_a_gated_or_missing_model_says_what_to_do(hub, small_sources, setup_env,
     assert done.returncode == 1  # it could not be done (exit 2 is for a wrong command)
     assert "no source could provide stabilityai/stable-video-diffusion-img2vid" in done.stderr
     assert "local does not serve" in done.stderr
+
+
+def test_setup_fetches_a_fast_entrys_base_and_lora_and_the_runtime_fuses_it_offline(
+    small_sources, setup_env, tmp_path
+):
+    """`wan-demo-a14b-fast`: the A14B twin's weights and its LoRA (two files, one per expert)
+    are separate repos; setup takes both from the hub, and the runtime fuses the cached LoRA."""
+    from i2vkit.runtime import twins
+
+    root = tmp_path / "repos"
+    base = twins.save(root / "base", "wan", twin="a14b")
+    lora = twins.save_lora(root / "lora", "wan", twin="a14b")
+    hub = OlahHub(tmp_path / "olah", {"i2vkit/wan-demo-a14b-tiny": base,
+                                      "i2vkit/wan-demo-a14b-lora": lora})  # fmt: skip
+    try:
+        config = invoke_config(tmp_path / "hub.yaml", small_sources["pypi"].url, None, hub.url)
+        env = {**setup_env, "INVOKE_RUNTIME_CONFIG": str(config), "HF_HOME": str(tmp_path / "hf")}
+        done = subprocess.run(
+            [sys.executable, "-m", "invoke", "setup", "--weights-only", "--model",
+             "wan-demo-a14b-fast", "--mirror", "local", "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        hub.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = next(s for s in json.loads(done.stdout)["steps"] if s["name"] == "weights")
+    assert weights["source"] == "local; LoRA: local"
+    cached = tmp_path / "hf" / "hub" / "models--i2vkit--wan-demo-a14b-lora" / "snapshots"
+    assert {p.name for p in cached.glob("*/*.safetensors")} == {
+        "high_noise_model.safetensors",
+        "low_noise_model.safetensors",
+    }
+
+    code = (
+        "from i2vkit.settings import resolve; from i2vkit.runtime.loader import Loader; "
+        "loaded = Loader('wan-demo-a14b-fast', resolve(), device='cpu').get(); "
+        "print(loaded.options['lora'])"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "i2vkit/wan-demo-a14b-lora fused into transformer and transformer_2" in run.stdout
+    assert not (tmp_path / "home" / "models").exists()  # nothing was built locally

@@ -1,0 +1,136 @@
+"""Applying i2vkit/speed.py's options to a loaded pipeline with diffusers' own machinery: the
+attention dispatcher (`set_attention_backend`), regional compilation (`compile_repeated_blocks`)
+and the cache hooks (`enable_cache` with FirstBlockCacheConfig). Each returns what it actually
+did, in words, for the job record: an asked-for kernel that is not installed falls back to SDPA
+and says so; it never fails the load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from i2vkit.runtime.memory import denoisers
+from i2vkit.speed import Speed
+
+# i2vkit's names -> diffusers' AttentionBackendName values, and the module each needs
+BACKENDS = {"sdpa": "native", "flash3": "_flash_3", "sage": "sage", "flash": "flash"}
+NEEDS = {"flash3": "flash_attn_interface", "sage": "sageattention", "flash": "flash_attn"}
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(NEEDS[name]) is not None if name in NEEDS else True
+
+
+def choose_attention(asked: str, device: str, capability: tuple[int, int] | None,
+                     have: dict[str, bool]) -> tuple[str, str]:  # fmt: skip
+    """(i2vkit backend name, why). `auto` ranks by what each architecture runs best: FA3 is
+    Hopper-only (sm90); SageAttention's INT8/FP8 kernels pay on Ada and Ampere; FA2 anywhere
+    from Ampere. CPUs run SDPA."""
+    if not device.startswith("cuda") or capability is None:
+        return "sdpa", "CPU: torch SDPA"
+    if asked == "sdpa":
+        return "sdpa", "asked for (torch SDPA)"
+    if asked != "auto":
+        if have.get(asked, False):
+            return asked, "asked for"
+        return "sdpa", f"{asked} asked for but {NEEDS[asked]} is not installed: torch SDPA"
+    ranked = [("flash3", capability[0] == 9), ("sage", capability >= (8, 0)),
+              ("flash", capability >= (8, 0))]  # fmt: skip
+    for name, suits in ranked:
+        if suits and have.get(name, False):
+            return name, f"auto: best installed kernel for sm{capability[0]}{capability[1]}"
+    missing = ", ".join(NEEDS[n] for n, suits in ranked if suits) or "none suits this GPU"
+    return "sdpa", f"auto: no faster kernel installed ({missing}): torch SDPA"
+
+
+def _capability(device: str) -> tuple[int, int] | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    major, minor = torch.cuda.get_device_capability(torch.device(device))
+    return int(major), int(minor)
+
+
+def set_attention(pipe: Any, asked: str, device: str) -> str:
+    have = {name: installed(name) for name in NEEDS}
+    name, why = choose_attention(asked, device, _capability(device), have)
+    if name == "sdpa":
+        return f"sdpa ({why})"
+    try:
+        for model in denoisers(pipe).values():
+            model.set_attention_backend(BACKENDS[name])
+    except (RuntimeError, ValueError) as error:  # a kernel that imports but cannot run here
+        for model in denoisers(pipe).values():
+            model.set_attention_backend("native")
+        return f"sdpa ({name} failed to set: {str(error).splitlines()[0][:160]})"
+    return f"{name} ({why})"
+
+
+def enable_cache(pipe: Any, speed: Speed) -> str:
+    if speed.cache == "none":
+        return "off"
+    from diffusers import FirstBlockCacheConfig
+
+    for model in denoisers(pipe).values():
+        model.enable_cache(FirstBlockCacheConfig(threshold=speed.cache_threshold))
+    return f"first-block cache at {speed.cache_threshold:g}"
+
+
+def compile_blocks(pipe: Any, on: bool) -> str:
+    if not on:
+        return "off"
+    blocks = set()
+    for model in denoisers(pipe).values():
+        model.compile_repeated_blocks(fullgraph=True)
+        blocks.update(model._repeated_blocks)
+    return f"regional ({', '.join(sorted(blocks))})"
+
+
+def apply(pipe: Any, speed: Speed, device: str) -> dict[str, str]:
+    """Turn the options on; returns what each ended up as, for the job record. Compile goes
+    last: it traces the blocks as the other options left them."""
+    return {
+        "attention": set_attention(pipe, speed.attention, device),
+        "cache": enable_cache(pipe, speed),
+        "compile": compile_blocks(pipe, speed.compile),
+    }
+
+
+class Calls:
+    """Counts a pipeline's denoiser forwards and how many of them ran their last block: the
+    difference is what a cache hook skipped. (A skipped block is still *called*, its hook
+    returning the cached residual, so the count is taken one module deeper: the last block's
+    feed-forward only runs when the block computes.)"""
+
+    def __init__(self, pipe: Any) -> None:
+        self.total = 0
+        self.computed = 0
+        self._handles = []
+        for model in denoisers(pipe).values():
+            inner = _last_block_inner(model)
+            self._handles.append(model.register_forward_pre_hook(self._count_total))
+            self._handles.append(inner.register_forward_pre_hook(self._count_computed))
+
+    def _count_total(self, *_: Any) -> None:
+        self.total += 1
+
+    def _count_computed(self, *_: Any) -> None:
+        self.computed += 1
+
+    @property
+    def skipped(self) -> int:
+        return self.total - self.computed
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _last_block_inner(model: Any) -> Any:
+    blocks = getattr(model, "blocks", None) or getattr(model, "transformer_blocks", None)
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no transformer blocks to count")
+    block = blocks[-1]
+    return getattr(block, "ffn", None) or getattr(block, "ff", None) or block
