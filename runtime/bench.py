@@ -1,25 +1,36 @@
-"""`i2vkit bench`: the same job through stock diffusers and through i2vkit's tuned runtime, in
-one run, same seed, size, frames and steps; per-step and end-to-end time, peak memory, the
-ratios, and how far each run is from the FLOP floor (job FLOPs / measured matmul rate).
+"""`i2vkit bench`: the model's own diffusers documentation example against i2vkit's runtime on
+the same job (size, frames, steps, seed), in one run, then i2vkit with each acceleration and
+with all of them; per run the end-to-end and denoising time, the denoiser calls the cache hook
+skipped, the denoisers' weight bytes, the peak memory, how far its video is from i2vkit's
+without options, and how far from the FLOP floor (job FLOPs / measured matmul rate).
 
-Stock is what a new user writes from the diffusers docs: fp32 `from_pretrained`, `.to(device)`,
-the default call. Under transformers 5 that call raises AttributeError (clip_skip reaches
-`text_encoder.text_model`), so stock gets the one-line alias every such user needs, nothing more.
+The baseline is what a competent user writes from the docs (DOCS below, each with its source):
+its dtype (bf16 for Wan, with the VAE and image encoder in fp32; fp16 for I2VGen-XL and SVD)
+and its offload call, `enable_model_cpu_offload` where the example has one (it needs a GPU: on
+a CPU the call is left out and the run says so). A `-fast` entry is measured against its base
+model's example at the base model's steps and guidance: that is what the distillation replaces.
 """
 
 from __future__ import annotations
 
 import gc
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import torch
 
-from i2vkit import request
-from i2vkit.runtime import fullsize
+from i2vkit import catalogue, request
+from i2vkit.catalogue import Model
+from i2vkit.errors import ConfigError, UnknownNameError
+from i2vkit.runtime import fullsize, memory, speed
 from i2vkit.runtime.loader import (
+    Loader,
     choose_device,
     choose_dtype,
     model_folder,
@@ -29,76 +40,226 @@ from i2vkit.runtime.loader import (
 from i2vkit.runtime.measure import PeakMemory
 from i2vkit.runtime.pipelines import FAMILIES
 from i2vkit.runtime.pipelines.base import Generation
+from i2vkit.runtime.video import write_mp4
 from i2vkit.settings import Settings
+from i2vkit.speed import Speed
+
+OPTIONS = ("attention", "compile", "cache", "fp8")
+OPTIONS_CPU = ("cache", "fp8")  # no faster attention kernel, and compile's warm-up is long
+
+
+@dataclass(frozen=True)
+class Docs:
+    """A family's documentation example: its dtype, the components it loads in fp32, whether it
+    offloads, and where it is written."""
+
+    dtype: str
+    fp32: tuple[str, ...]
+    offload: bool
+    source: str
+
+
+DOCS = {
+    "wan": Docs("bf16", ("vae", "image_encoder"), False,
+                "diffusers docs, api/pipelines/wan (image-to-video); Wan-AI's Diffusers READMEs"),
+    "i2vgen-xl": Docs("fp16", (), True, "diffusers docs, api/pipelines/i2vgenxl"),
+    "svd": Docs("fp16", (), True, "diffusers docs, using-diffusers/svd"),
+}  # fmt: skip
 
 
 @dataclass
 class Run:
     name: str
     dtype: str
-    seconds: float  # end to end, model already loaded
-    step_seconds: float  # median UNet step (CFG batch)
+    seconds: float  # end to end with the model loaded: encode, denoise, decode, mp4
+    denoise_seconds: float
     peak_bytes: int
+    calls: int  # denoiser forwards in the job
+    computed: int  # of them, the ones that ran every block (the rest a cache hook skipped)
+    weight_bytes: int  # the denoisers' weights as stored
+    block_bytes: int  # of them, the repeated blocks' (what fp8 storage casts: 99% at full size)
+    steps: int
+    options: dict[str, str] = field(default_factory=dict)
+    distance: float | None = None  # mean |frames - i2vkit's without options|, on [0, 1]
+    note: str = ""
 
 
-class StepTimer:
-    """Times each UNet forward with hooks on the real module (the same for both runs)."""
+class _Timer:
+    """The denoise stage's wall time, from the job's own progress calls."""
 
-    def __init__(self, unet: Any, device: str) -> None:
-        self.times: list[float] = []
-        self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        self._start = 0.0
-        self.handles = [
-            unet.register_forward_pre_hook(self._before),
-            unet.register_forward_hook(self._after),
-        ]
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.seconds = 0.0
 
-    def _before(self, *_: Any) -> None:
-        self.sync()
-        self._start = time.perf_counter()
-
-    def _after(self, *_: Any) -> None:
-        self.sync()
-        self.times.append(time.perf_counter() - self._start)
-
-    def median(self) -> float:
-        ordered = sorted(self.times)
-        return ordered[len(ordered) // 2] if ordered else 0.0
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "denoise" and self.started is None:
+            self.started = time.perf_counter()
+        if stage == "decode" and self.started is not None and not self.seconds:
+            self.seconds = time.perf_counter() - self.started
 
 
-def _pipeline(app: Settings, model: str, random_weights: bool, device: str) -> Any:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _median(runs: list[Run]) -> Run:
+    runs = sorted(runs, key=lambda r: r.seconds)
+    chosen = runs[len(runs) // 2]
+    chosen.peak_bytes = max(r.peak_bytes for r in runs)
+    return chosen
+
+
+def _denoiser_bytes(pipe: Any) -> tuple[int, int]:
+    """(all the denoisers' weight bytes, their repeated blocks')."""
+    weights = memory.weight_bytes(pipe)
+    total = sum(weights.get(name, 0) for name in memory.denoisers(pipe))
+    blocks = 0
+    for model in memory.denoisers(pipe).values():
+        for block in speed.blocks(model):
+            blocks += sum(p.numel() * p.element_size() for p in block.parameters())
+    return total, blocks
+
+
+# ---- the documentation example --------------------------------------------------------------
+
+
+def docs_pipeline(entry: Model, app: Settings, device: str, random_weights: bool) -> Any:
+    """The pipeline as the family's docs example builds it (random weights: the full-size
+    architecture, cast the same way)."""
     from diffusers import DiffusionPipeline
 
-    from i2vkit import catalogue
+    docs = DOCS[entry.family]
+    dtype = torch_dtype(docs.dtype)
+    if random_weights:
+        pipe = fullsize.build(entry.name, device, dtype)
+    else:
+        folder = model_folder(entry, app)
+        parts = {}
+        for name in docs.fp32:  # loaded on their own in fp32, as the example does
+            sub = folder / name
+            if sub.is_dir():
+                parts[name] = _component(folder, name, torch.float32)
+        variant = {"variant": entry.variant} if entry.variant else {}
+        pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, **variant, **parts)
+    for name in docs.fp32:
+        part = getattr(pipe, name, None)
+        if part is not None:
+            part.to(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    if docs.offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    _transformers5_alias(pipe)
+    return pipe
 
-    entry = catalogue.model(model)
-    if random_weights and not entry.local:
-        if entry.family != "i2vgen-xl":
-            raise NotImplementedError("--random-weights is built for i2vgen-xl")
-        return fullsize.build_i2vgen_xl(device)
-    pipe = DiffusionPipeline.from_pretrained(model_folder(entry, app))  # fp32, as the docs do
-    return pipe.to(device)
+
+def _component(folder: Path, name: str, dtype: torch.dtype) -> Any:
+    import json
+
+    import diffusers
+    import transformers
+
+    library, cls = json.loads((folder / "model_index.json").read_text())[name]
+    module = diffusers if library == "diffusers" else transformers
+    return getattr(module, cls).from_pretrained(folder / name, torch_dtype=dtype)
 
 
-def _measure(name: str, dtype: str, device: str, unet: Any, call: Any, repeat: int) -> Run:
-    """Median of `repeat` timed runs after one warm-up (kernel selection, allocator growth)."""
-    call(warmup=True)
-    runs = []
-    for _ in range(repeat):
-        timer = StepTimer(unet, device)
-        with PeakMemory(device) as peak:
-            start = time.perf_counter()
-            call(warmup=False)
-            seconds = time.perf_counter() - start
-        timer.close()
-        runs.append(Run(name, dtype, seconds, timer.median(), peak.peak))
-    runs.sort(key=lambda r: r.seconds)
-    median = runs[len(runs) // 2]
-    return Run(name, dtype, median.seconds, median.step_seconds, max(r.peak_bytes for r in runs))
+def _transformers5_alias(pipe: Any) -> None:
+    """I2VGen-XL's pipeline reads `text_encoder.text_model.final_layer_norm` (clip_skip), which
+    transformers 5 moved: the one-line alias every such user needs, nothing more."""
+    text = getattr(pipe, "text_encoder", None)
+    if text is not None and hasattr(text, "final_layer_norm") and not hasattr(text, "text_model"):
+        object.__setattr__(
+            text, "text_model", SimpleNamespace(final_layer_norm=text.final_layer_norm)
+        )
+
+
+def docs_call(entry: Model, pipe: Any, s: request.Request, image: Any, steps: int) -> np.ndarray:
+    """The example's call, with the job's size, frames, steps, guidance and seed."""
+    generator = torch.Generator("cpu").manual_seed(s.seed)
+    common = {
+        "image": image, "height": s.height, "width": s.width, "num_frames": s.frames,
+        "num_inference_steps": steps, "generator": generator, "output_type": "np",
+    }  # fmt: skip
+    if entry.family == "svd":
+        out = pipe(**common, decode_chunk_size=8, max_guidance_scale=s.guidance, fps=s.fps)
+    elif entry.family == "wan":
+        out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None,
+                   guidance_scale=s.guidance)  # fmt: skip
+    else:
+        out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None,
+                   guidance_scale=s.guidance)  # fmt: skip
+    return (np.asarray(out.frames[0]) * 255).round().astype(np.uint8)
+
+
+# ---- one measured configuration -------------------------------------------------------------
+
+
+def _measure(name: str, dtype: str, device: str, pipe: Any, s: request.Request,
+             job: Callable[[int, Callable[..., None]], np.ndarray], repeat: int,
+             fps: int) -> tuple[Run, np.ndarray]:  # fmt: skip
+    """A warm-up at 2 steps (kernel selection, compilation, allocator growth), then `repeat`
+    timed jobs; the median, with the largest peak."""
+    job(2, lambda *_: None)
+    runs, frames = [], np.zeros(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            calls, timer = speed.Calls(pipe), _Timer()
+            _free(device)
+            with PeakMemory(device) as peak:
+                _sync(device)
+                start = time.perf_counter()
+                frames = job(s.steps, timer)
+                write_mp4(frames, Path(tmp) / "out.mp4", fps=fps)
+                _sync(device)
+                seconds = time.perf_counter() - start
+            calls.close()
+            runs.append(Run(name, dtype, seconds, timer.seconds, peak.peak, calls.total,
+                            calls.computed, *_denoiser_bytes(pipe), s.steps))  # fmt: skip
+    return _median(runs), frames
+
+
+def _i2vkit_job(entry: Model, pipe: Any, s: request.Request, image: Any):
+    run = FAMILIES[entry.family].run
+
+    def job(steps: int, progress: Callable[..., None]) -> np.ndarray:
+        return run(pipe, Generation(s.replace(steps=steps), image, progress))
+
+    return job
+
+
+def _docs_job(entry: Model, pipe: Any, s: request.Request, image: Any):
+    def job(steps: int, progress: Callable[..., None]) -> np.ndarray:
+        # the example has no progress hook: its denoise time is not separated from the rest
+        return docs_call(entry, pipe, s, image, steps)
+
+    return job
+
+
+def configurations(options: tuple[str, ...]) -> list[tuple[str, str, Speed]]:
+    """(run name, memory strategy, accelerations): i2vkit as it ships, each option alone, all."""
+    one = {"attention": ("full", Speed(attention="auto")), "compile": ("full", Speed(compile=True)),
+           "cache": ("full", Speed(cache="fbcache")), "fp8": ("fp8", Speed())}  # fmt: skip
+    unknown = set(options) - set(one)
+    if unknown:
+        raise ConfigError(f"bench option(s) {', '.join(sorted(unknown))} unknown; known: "
+                          f"{', '.join(OPTIONS)}")  # fmt: skip
+    runs = [("i2vkit", "full", Speed())]
+    runs += [(f"+{o}", *one[o]) for o in options]
+    if len(options) > 1:
+        every = Speed(attention="auto" if "attention" in options else "sdpa",
+                      compile="compile" in options,
+                      cache="fbcache" if "cache" in options else "none")  # fmt: skip
+        runs.append(("all", "fp8" if "fp8" in options else "full", every))
+    return runs
 
 
 def run(
@@ -110,42 +271,65 @@ def run(
     device: str | None = None,
     dtype: str | None = None,
     repeat: int = 3,
-    compile_unet: bool = False,
+    options: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
+    """Every configuration on the same job; see the module docstring."""
     quiet_libraries()
+    entry = catalogue.model(model)
     device = choose_device(device)
-    tuned_dtype = choose_dtype(device, dtype)
-    pipe = _pipeline(app, model, random_weights, device)
-    pipe.set_progress_bar_config(disable=True)
-    text = pipe.text_encoder
-    if text is not None and not hasattr(text, "text_model"):  # the transformers-5 alias
-        object.__setattr__(
-            text, "text_model", SimpleNamespace(final_layer_norm=text.final_layer_norm)
+    dtype = choose_dtype(device, dtype)
+    options = options if options is not None else (
+        OPTIONS if device.startswith("cuda") else OPTIONS_CPU)  # fmt: skip
+    base = catalogue.model(entry.base) if entry.base else entry
+    if random_weights and entry.local:
+        random_weights = False  # a twin's weights are on disk already
+    notes = []
+
+    # 1. The documentation example (the base model's, at its steps and guidance, for -fast)
+    docs = DOCS[base.family]
+    docs_s = s
+    if entry.base:  # the base model's own steps, guidance and scheduler at the job's size
+        docs_s = request.make(base.name, "preview", height=s.height, width=s.width,
+                              frames=s.frames, seed=s.seed, prompt=s.prompt)  # fmt: skip
+    pipe = docs_pipeline(base, app, device, random_weights)
+    try:
+        flops = fullsize.job_flops_for(base.name, docs_s, pipe)  # the twin's own, for a twin
+    except UnknownNameError:  # a family without a FLOP count (SVD): no floor
+        flops = None
+    docs_run, _ = _measure("docs example", docs.dtype, device, pipe, docs_s,
+                           _docs_job(base, pipe, docs_s, image), repeat, docs_s.fps)  # fmt: skip
+    if docs.offload and not device.startswith("cuda"):
+        docs_run.note = "its enable_model_cpu_offload() left out: it needs a GPU"
+    del pipe
+    _free(device)
+
+    # 2. i2vkit as it ships, then each option, then all of them: a fresh load each
+    runs, reference = [docs_run], None
+    for name, strategy, accel in configurations(tuple(options)):
+        build = (lambda d, n=entry.name: fullsize.build(n, device, torch_dtype(d))) \
+            if random_weights else None  # fmt: skip
+        loader = Loader(entry.name, app, device, dtype, strategy, sized=s, options=accel,
+                        build=build)  # fmt: skip
+        loaded = loader.get()
+        job = _i2vkit_job(entry, loaded.pipe, s, image)
+        measured, frames = _measure(name, dtype, device, loaded.pipe, s, job, repeat, s.fps)
+        measured.options = dict(loaded.options)
+        if reference is None:
+            reference = frames.astype(np.float64)
+        else:
+            measured.distance = float(np.abs(frames.astype(np.float64) - reference).mean() / 255)
+        runs.append(measured)
+        del loader, loaded
+        _free(device)
+    if random_weights and entry.lora:
+        notes.append(
+            "random weights: the LoRA is not fused (fused, it costs nothing per step); the "
+            "few-step run is the base architecture at the fast settings"
         )
-    flops = fullsize.job_flops(pipe, s)
-
-    def stock(warmup: bool) -> None:
-        pipe(
-            prompt=s.prompt, image=image, height=s.height, width=s.width, num_frames=s.frames,
-            num_inference_steps=1 if warmup else s.steps,
-            generator=torch.Generator("cpu").manual_seed(s.seed), output_type="np",
-        )  # fmt: skip
-
-    runs = [_measure("stock", "fp32", device, pipe.unet, stock, repeat)]
-    pipe.to(dtype=torch_dtype(tuned_dtype))
-    if compile_unet:  # measured here first: the runtime adopts it only where it pays
-        pipe.unet = torch.compile(pipe.unet)
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-
-    def tuned(warmup: bool) -> None:
-        FAMILIES["i2vgen-xl"].run(pipe, Generation(s.replace(steps=1) if warmup else s, image))
-
-    name = "i2vkit+compile" if compile_unet else "i2vkit"
-    runs.append(_measure(name, tuned_dtype, device, pipe.unet, tuned, repeat))
-    rate = fullsize.matmul_rate(device, torch_dtype(tuned_dtype))
+    rate = fullsize.matmul_rate(device, torch_dtype(dtype))
     return {
-        "model": model, "device": device, "settings": s, "flops": flops, "matmul_rate": rate,
-        "floor_seconds": flops["total"] / rate, "runs": runs, "repeat": repeat,
+        "model": model, "device": device, "dtype": dtype, "settings": s, "docs_settings": docs_s,
+        "docs_source": docs.source, "flops": flops, "matmul_rate": rate,
+        "floor_seconds": flops["total"] / rate if flops else None, "runs": runs, "repeat": repeat,
+        "random_weights": random_weights, "notes": notes,
     }  # fmt: skip

@@ -2,19 +2,30 @@
 
 Speed and memory do not depend on weight values, so `i2vkit bench --random-weights` measures
 the real model where its weights cannot be downloaded. FLOPs are counted by running the real
-modules on the meta device under torch's FlopCounterMode: no memory, about a second.
+modules on the meta device under torch's FlopCounterMode: no memory, seconds.
+
+The configs are data (data/fullsize/<family>.toml, each part with its source). A Wan model's parts
+are found by its repo id, so a distilled `-fast` row gets its base's architecture. The counts of
+every full-size model at every preset are stored in i2vkit/data/model_costs.toml, computed, not
+measured; `python -m i2vkit.runtime.fullsize --write-costs` writes that file again.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from i2vkit import catalogue, request
+from i2vkit.errors import UnknownNameError
+from i2vkit.files import write_text
 from i2vkit.request import Request
-from i2vkit.runtime.pipelines import i2vgen_xl
+from i2vkit.runtime.pipelines import i2vgen_xl, tiny
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,14 +33,49 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIGS = Path(__file__).with_name("data") / "fullsize"
+COSTS = catalogue.DATA / "model_costs.toml"
+WAN_TEXT_TOKENS = 512  # the pipeline's max_sequence_length: every prompt is padded to it
+I2VGEN_TEXT_TOKENS = 77  # CLIP's context
 
 
 def config(family: str) -> dict[str, Any]:
     return tomllib.loads((CONFIGS / f"{family}.toml").read_text())
 
 
-def build_i2vgen_xl(device: str | torch.device = "cpu", scratch: Path | None = None) -> Any:
-    """Full-size I2VGen-XL with random weights, fp32, built directly on `device`."""
+@contextlib.contextmanager
+def _building(device: str | torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Modules made in the block are created on `device` in `dtype`, never as an fp32 copy
+    first (a 14B transformer in fp32 would not fit where its bf16 weights do)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _as_loaded(model: Any, dtype: torch.dtype) -> Any:
+    """Keep in fp32 what `from_pretrained(torch_dtype=dtype)` keeps in fp32: a diffusers model's
+    `_keep_in_fp32_modules` at any dtype, a transformers model's only under fp16."""
+    from diffusers import ModelMixin
+
+    keep = getattr(model, "_keep_in_fp32_modules", None) or ()
+    kept = dtype != torch.float32 and (isinstance(model, ModelMixin) or dtype == torch.float16)
+    if not kept:
+        return model
+    for name, param in model.named_parameters():
+        if any(part in keep for part in name.split(".")):
+            param.data = param.data.float()
+    return model
+
+
+def build_i2vgen_xl(
+    device: str | torch.device = "cpu",
+    scratch: Path | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Any:
+    """Full-size I2VGen-XL with random weights, built directly on `device` in `dtype`."""
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
     from transformers import (
@@ -42,8 +88,8 @@ def build_i2vgen_xl(device: str | torch.device = "cpu", scratch: Path | None = N
 
     cfg = config("i2vgen-xl")
     unet_cfg = {k: v for k, v in cfg["unet"].items() if k != "num_attention_heads"}
-    tiny = i2vgen_xl.build_tiny(scratch=scratch)  # for its tokenizer and scheduler settings
-    with torch.device(device):
+    tiny_pipe = i2vgen_xl.build_tiny(scratch=scratch)  # for its tokenizer and scheduler settings
+    with _building(device, dtype):
         parts = {
             "unet": I2VGenXLUNet(**unet_cfg),
             "vae": AutoencoderKL(**cfg["vae"]),
@@ -54,9 +100,102 @@ def build_i2vgen_xl(device: str | torch.device = "cpu", scratch: Path | None = N
         }
     return I2VGenXLPipeline(
         **parts,
-        tokenizer=tiny.tokenizer,
+        tokenizer=tiny_pipe.tokenizer,
         feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
-        scheduler=DDIMScheduler.from_config(tiny.scheduler.config),
+        scheduler=DDIMScheduler.from_config(tiny_pipe.scheduler.config),
+    )
+
+
+def wan_parts(model_name: str) -> dict[str, Any]:
+    """Which configs make `model_name` (a full-size Wan model of the catalogue): data/fullsize/
+    wan.toml's table for its repo."""
+    entry = catalogue.model(model_name)
+    repos = config("wan")["repo"]
+    if entry.family != "wan" or entry.repo_id not in repos:
+        known = (m.name for m in catalogue.models() if m.repo_id in repos)
+        raise UnknownNameError("full-size Wan model", model_name, known)
+    return dict(repos[entry.repo_id])
+
+
+def build_wan(
+    model_name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16
+) -> Any:
+    """A full-size Wan model of the catalogue with random weights, as a WanImageToVideoPipeline
+    built directly on `device` in `dtype`. The tokenizer is the tiny twins' (its ids are all
+    below UMT5's vocabulary); the scheduler is the repos' UniPC over flow sigmas."""
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+    )
+
+    cfg, spec = config("wan"), wan_parts(model_name)
+    parts: dict[str, Any] = {}
+    with _building(device, dtype):
+        parts["text_encoder"] = UMT5EncoderModel(
+            UMT5Config(**cfg["text_encoder"][spec["text_encoder"]])
+        ).eval()
+        parts["vae"] = AutoencoderKLWan(**cfg["vae"][spec["vae"]])
+        for name in ("transformer", "transformer_2"):
+            if name in spec:
+                parts[name] = WanTransformer3DModel(**cfg["transformer"][spec[name]])
+        if "image_encoder" in spec:
+            vision = CLIPVisionConfig(**cfg["image_encoder"][spec["image_encoder"]])
+            parts["image_encoder"] = CLIPVisionModel(vision).eval()
+            parts["image_processor"] = CLIPImageProcessor(
+                crop_size=vision.image_size, size=vision.image_size
+            )
+    for part in parts.values():
+        if isinstance(part, torch.nn.Module):
+            _as_loaded(part, dtype)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
+        flow_shift=catalogue.model(model_name).shift or 5.0,
+    )  # fmt: skip
+    return WanImageToVideoPipeline(
+        **parts,
+        tokenizer=tiny.t5_tokenizer(),
+        scheduler=scheduler,
+        boundary_ratio=spec.get("boundary_ratio"),
+        expand_timesteps=spec.get("expand_timesteps", False),
+    )
+
+
+BUILDERS: dict[str, Callable[[str, str | torch.device, torch.dtype], Any]] = {
+    "i2vgen-xl": lambda _name, device, dtype: build_i2vgen_xl(device, dtype=dtype),
+    "wan": build_wan,
+}
+
+
+def build(
+    model_name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> Any:
+    """Any full-size model of the catalogue with random weights (dtype None: the family's own
+    default, fp32 for I2VGen-XL as its docs run it, bf16 for Wan)."""
+    known = full_size_models()
+    if model_name not in known:
+        raise UnknownNameError("full-size model", model_name, known)
+    family = catalogue.model(model_name).family
+    default = torch.bfloat16 if family == "wan" else torch.float32
+    return BUILDERS[family](model_name, device, dtype or default)
+
+
+def full_size_models() -> list[str]:
+    """The catalogue's models with a full-size architecture here, by name (a Wan model by its
+    repo: the distilled `-fast` rows share their base's)."""
+    wan_repos = config("wan")["repo"]
+    return sorted(
+        m.name
+        for m in catalogue.models()
+        if not m.local and m.family in BUILDERS and (m.family != "wan" or m.repo_id in wan_repos)
     )
 
 
@@ -69,11 +208,20 @@ def parameters(pipe: Any) -> dict[str, int]:
 
 
 def _meta_copy(module: Any) -> Any:
-    """The same architecture on the meta device (no memory) from the module's config."""
-    with torch.device("meta"):
+    """The same architecture on the meta device (no memory) from the module's config, in fp32
+    whatever the module's dtype (the FLOP counts' inputs are fp32)."""
+    with _building("meta", torch.float32):
         if hasattr(module, "from_config"):
             return type(module).from_config(module.config)
         return type(module)(module.config)
+
+
+def _count(run: Callable[[], Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return int(counter.get_total_flops())
 
 
 def job_flops(pipe: Any, s: Request) -> dict[str, float]:
@@ -105,6 +253,110 @@ def job_flops(pipe: Any, s: Request) -> dict[str, float]:
             "total": unet_step * s.steps + decode}  # fmt: skip
 
 
+def _i2vgen_job_flops(pipe: Any, s: Request) -> dict[str, int]:
+    """job_flops with the encoders: the prompt (and the negative under CFG) through CLIP's text
+    tower, the image through CLIP's vision tower at 224 px and through the VAE at full size."""
+    base = job_flops(pipe, s)
+    passes = 2 if s.guidance > 1 else 1
+    text, vision, vae = (_meta_copy(m) for m in (pipe.text_encoder, pipe.image_encoder, pipe.vae))
+    size = vision.config.image_size
+    with torch.device("meta"), torch.no_grad():
+        ids = torch.zeros(1, I2VGEN_TEXT_TOKENS, dtype=torch.long)
+        encode = passes * _count(lambda: text(input_ids=ids))
+        encode += _count(lambda: vision(pixel_values=torch.randn(1, 3, size, size)))
+        encode += _count(lambda: vae.encode(torch.randn(1, 3, s.height, s.width)))
+    step, decode = int(base["unet_step"]), int(base["decode"])
+    return _totals(step, s.steps, encode, decode)
+
+
+def _totals(step: int, steps: int, encode: int, decode: int) -> dict[str, int]:
+    denoise = step * steps
+    return {"step": step, "denoise": denoise, "encode": encode, "decode": decode,
+            "total": denoise + encode + decode}  # fmt: skip
+
+
+def _wan_latents(pipe: Any, s: Request) -> tuple[int, int, int]:
+    """(frames, height, width) of the latents: 4 frames to one after the first, 8x (Wan 2.1's
+    VAE) or 16x (Wan 2.2's) fewer pixels a side (the pipeline's prepare_latents)."""
+    vae = pipe.vae.config
+    spatial = vae.scale_factor_spatial
+    return (s.frames - 1) // vae.scale_factor_temporal + 1, s.height // spatial, s.width // spatial
+
+
+def wan_step_flops(pipe: Any, s: Request) -> int:
+    """FLOPs of one Wan denoising step: the transformer over (noise [+ mask + condition]), once
+    for the prompt and once more for the negative prompt when guidance > 1 (the pipeline runs
+    them as two forwards, not one batch). The A14B experts share one architecture, so either
+    gives the step."""
+    passes = 2 if s.guidance > 1 else 1  # the pipeline's do_classifier_free_guidance
+    net = _meta_copy(pipe.transformer if pipe.transformer is not None else pipe.transformer_2)
+    frames, h, w = _wan_latents(pipe, s)
+    _, patch_h, patch_w = net.config.patch_size
+    tokens = frames * (h // patch_h) * (w // patch_w)
+    with torch.device("meta"), torch.no_grad():
+        latents = torch.randn(1, net.config.in_channels, frames, h, w)
+        # TI2V-5B (expand_timesteps) gives every token its own timestep: (1, tokens)
+        timestep = torch.full((1, tokens) if pipe.config.expand_timesteps else (1,), 999.0)
+        prompt = torch.randn(1, WAN_TEXT_TOKENS, net.config.text_dim)
+        image = None
+        if net.config.image_dim is not None:  # Wan 2.1: CLIP's penultimate states, (1, 257, 1280)
+            vision = pipe.image_encoder.config
+            image_tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+            image = torch.randn(1, image_tokens, vision.hidden_size)
+        forward = _count(
+            lambda: net(hidden_states=latents, timestep=timestep, encoder_hidden_states=prompt,
+                        encoder_hidden_states_image=image, return_dict=False)
+        )  # fmt: skip
+    return passes * forward
+
+
+def wan_job_flops(pipe: Any, s: Request) -> dict[str, int]:
+    """FLOPs of one Wan job as diffusers' WanImageToVideoPipeline computes it: `step` as
+    wan_step_flops; `encode` the text encoder per prompt, the CLIP image encoder (Wan 2.1) and
+    the VAE encode of the conditioning video; `decode` the VAE decode of the latents."""
+    passes = 2 if s.guidance > 1 else 1
+    vae, text = _meta_copy(pipe.vae), _meta_copy(pipe.text_encoder)
+    net = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+    with_image = net.config.image_dim is not None  # what the pipeline checks
+    frames, h, w = _wan_latents(pipe, s)
+    with torch.device("meta"), torch.no_grad():
+        # 1. Encode: the prompt, and the negative prompt under CFG, each padded to 512 tokens
+        #    (no attention mask here: it changes no FLOP, and masks on meta cannot be inspected)
+        ids = torch.zeros(1, WAN_TEXT_TOKENS, dtype=torch.long)
+        encode = passes * _count(lambda: text(input_ids=ids))
+        if with_image:  # Wan 2.1: the image once through CLIP at 224 px
+            vision = _meta_copy(pipe.image_encoder)
+            size = vision.config.image_size
+            pixels = torch.randn(1, 3, size, size)
+            encode += _count(lambda: vision(pixel_values=pixels, output_hidden_states=True))
+        # the conditioning video through the VAE: the image then zeros, (1, 3, F, H, W); TI2V-5B
+        # (expand_timesteps) encodes the image alone, (1, 3, 1, H, W)
+        length = 1 if pipe.config.expand_timesteps else s.frames
+        video = torch.randn(1, 3, length, s.height, s.width)
+        encode += _count(lambda: vae.encode(video))
+        # 2. Decode: latents (1, z_dim, F', H', W') -> video (1, 3, F, H, W)
+        latents = torch.randn(1, vae.config.z_dim, frames, h, w)
+        decode = _count(lambda: vae.decode(latents))
+    return _totals(wan_step_flops(pipe, s), s.steps, encode, decode)
+
+
+FLOPS: dict[str, Callable[[Any, Request], dict[str, int]]] = {
+    "i2vgen-xl": _i2vgen_job_flops,
+    "wan": wan_job_flops,
+}
+
+
+def job_flops_for(model_name: str, s: Request, pipe: Any = None) -> dict[str, int]:
+    """FLOPs of one job of a full-size model (step, denoise, encode, decode, total), counted on
+    the meta device; `pipe` is the model already built (on any device), else built on meta."""
+    family = catalogue.model(model_name).family
+    if family not in FLOPS:
+        raise UnknownNameError("model family with a FLOP count", family, FLOPS)
+    if pipe is None:
+        pipe = build(model_name, "meta")
+    return FLOPS[family](pipe, s)
+
+
 def matmul_rate(device: str, dtype: torch.dtype, seconds: float = 1.0) -> float:
     """Measured peak matrix-multiply rate (FLOP/s) of this device at `dtype`: the floor's
     denominator, measured in the same run as the benchmark it judges."""
@@ -125,3 +377,87 @@ def matmul_rate(device: str, dtype: torch.dtype, seconds: float = 1.0) -> float:
             sync()
     sync()
     return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+# --- model_costs.toml -------------------------------------------------------------------------
+
+
+def costs(model_name: str) -> dict[str, Any]:
+    """A model's parameters per component and, per preset, its settings and FLOPs."""
+    pipe = build(model_name, "meta")
+    presets = {}
+    for preset in catalogue.presets():
+        s = request.make(model_name, preset.name)
+        settings = {"height": s.height, "width": s.width, "frames": s.frames, "steps": s.steps,
+                    "guidance": s.guidance}  # fmt: skip
+        presets[preset.name] = settings | job_flops_for(model_name, s, pipe)
+    params = dict(sorted(parameters(pipe).items()))
+    return {"family": catalogue.model(model_name).family, "parameters": params,
+            "total_parameters": sum(params.values()), "preset": presets}  # fmt: skip
+
+
+def _int(n: int) -> str:
+    return f"{n:_}"
+
+
+def costs_toml(table: dict[str, dict[str, Any]]) -> str:
+    """model_costs.toml's text: models by name, presets in the catalogue's order."""
+    import diffusers
+    import transformers
+
+    versions = (f"torch {torch.__version__}, diffusers {diffusers.__version__}, "
+                f"transformers {transformers.__version__}")  # fmt: skip
+    lines = [
+        "# Parameters and FLOPs of the full-size models: data computed, not measured (no timing,",
+        "# no hardware). torch's FlopCounterMode ran the real modules, built on the meta device",
+        "# from the architectures in runtime/data/fullsize/, at the catalogue's presets",
+        "# (request.make(model, preset)). Written by",
+        "#   python -m i2vkit.runtime.fullsize --write-costs",
+        f"# with {versions}; do not edit by hand.",
+        "# FLOPs of one job: `step` = every denoiser forward of one step (two under CFG, when",
+        "# guidance > 1); `denoise` = step x steps; `encode` = the text encoder per prompt, the",
+        "# image encoder and the VAE encode of the conditioning image or video; `decode` = the VAE",
+        "# decode; `total` = denoise + encode + decode. One multiply-add counts as 2 FLOPs.",
+        "",
+        "schema = 1",
+    ]
+    for name in sorted(table):
+        entry = table[name]
+        lines += ["", f'[model."{name}"]', f'family = "{entry["family"]}"',
+                  f"total_parameters = {_int(entry['total_parameters'])}", "",
+                  f'[model."{name}".parameters]']  # fmt: skip
+        lines += [f"{part} = {_int(n)}" for part, n in entry["parameters"].items()]
+        for preset, row in entry["preset"].items():
+            lines += ["", f'[model."{name}".preset.{preset}]']
+            for key, value in row.items():
+                if isinstance(value, float):
+                    lines.append(f"{key} = {value!r}")
+                elif key in ("step", "denoise", "encode", "decode", "total"):
+                    lines.append(f"{key} = {_int(value)}  # {value / 1e12:,.1f} TFLOP")
+                else:
+                    lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_costs(target: Path = COSTS) -> Path:
+    return write_text(target, costs_toml({name: costs(name) for name in full_size_models()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m i2vkit.runtime.fullsize",
+        description="Parameters and FLOPs of the full-size models, counted on the meta device.",
+    )
+    parser.add_argument("--write-costs", action="store_true",
+                        help="write every full-size model's costs to --out")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=COSTS, help=f"default: {COSTS}")
+    args = parser.parse_args(argv)
+    if not args.write_costs:
+        parser.print_help()
+        return 2
+    print(write_costs(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,7 @@ def fuse_lora(pipe: Any, model: Model, settings: Settings) -> str:
 def load(
     model: Model, settings: Settings, device: str | None, dtype: str | None,
     asked: str = "auto", sized: Request | None = None, options: Speed | None = None,
+    build: Callable[[str], Any] | None = None,
 ) -> Loaded:  # fmt: skip
     import diffusers
 
@@ -167,12 +169,14 @@ def load(
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
     plan = choose_strategy(model, settings, device, dtype, asked, sized)
-    folder = model_folder(model, settings)
-    kwargs: dict[str, Any] = {_dtype_keyword(): torch_dtype(dtype)}
-    if model.variant and dtype != "fp32":
-        kwargs["variant"] = model.variant
-    cls = getattr(diffusers, family(model.family).pipeline or "DiffusionPipeline")
-    pipe = cls.from_pretrained(folder, **kwargs)
+    if build is not None:  # the bench's full-size architecture with random weights
+        pipe = build(dtype)
+    else:
+        kwargs: dict[str, Any] = {_dtype_keyword(): torch_dtype(dtype)}
+        if model.variant and dtype != "fp32":
+            kwargs["variant"] = model.variant
+        cls = getattr(diffusers, family(model.family).pipeline or "DiffusionPipeline")
+        pipe = cls.from_pretrained(model_folder(model, settings), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     fp8 = set(memory.denoisers(pipe)) if plan.fp8 else set()
     wrong = {
@@ -182,7 +186,11 @@ def load(
     }
     if wrong:  # some diffusers releases ignore the dtype argument: never run a silent fp32
         raise ModelLoadError(f"after loading, components have the wrong dtype: {wrong}")
-    lora = fuse_lora(pipe, model, settings) if model.lora else "none"
+    lora = "none"
+    if model.lora and build is None:
+        lora = fuse_lora(pipe, model, settings)
+    elif model.lora:
+        lora = "not fused (random weights)"
     memory.apply(pipe, plan, device, torch_dtype(dtype))
     done = speed.apply(pipe, options or Speed(), device)
     record = {"memory": plan.name, "dtype": dtype, **done, "lora": lora}
@@ -195,9 +203,11 @@ class Loader:
     def __init__(
         self, model: str, settings: Settings, device: str | None = None, dtype: str | None = None,
         memory: str = "auto", sized: Request | None = None, options: Speed | None = None,
+        build: Callable[[str], Any] | None = None,
     ) -> None:  # fmt: skip
         self.model = catalogue.model(model)
         self.options = options or Speed()  # the accelerations (i2vkit/speed.py)
+        self.build = build  # dtype -> pipeline, instead of the files (bench --random-weights)
         if memory != "auto":
             planner.strategy(memory)  # an unknown name is refused before anything loads
         self.settings = settings
@@ -216,6 +226,6 @@ class Loader:
         with self._lock:  # one caller loads; the others block here, then find it loaded
             if self._loaded is None:
                 self._loaded = load(self.model, self.settings, self.device, self.dtype,
-                                    self.memory, self.sized, self.options)  # fmt: skip
+                                    self.memory, self.sized, self.options, self.build)  # fmt: skip
                 self.loads += 1
             return self._loaded

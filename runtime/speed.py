@@ -129,8 +129,21 @@ class Calls:
 
 
 def _last_block_inner(model: Any) -> Any:
+    """A module that runs only when the model computes its last block: the last transformer
+    block's feed-forward; a UNet's last up block (no cache hook skips UNet blocks)."""
     blocks = getattr(model, "blocks", None) or getattr(model, "transformer_blocks", None)
-    if not blocks:
-        raise ValueError(f"{type(model).__name__} has no transformer blocks to count")
-    block = blocks[-1]
-    return getattr(block, "ffn", None) or getattr(block, "ff", None) or block
+    if blocks:
+        block = blocks[-1]
+        return getattr(block, "ffn", None) or getattr(block, "ff", None) or block
+    up = getattr(model, "up_blocks", None)
+    return up[-1] if up else model
+
+
+def blocks(model: Any) -> list[Any]:
+    """The model's repeated blocks: a transformer's, or a UNet's down, mid and up blocks."""
+    found = getattr(model, "blocks", None) or getattr(model, "transformer_blocks", None)
+    if found:
+        return list(found)
+    mid = getattr(model, "mid_block", None)
+    return [*getattr(model, "down_blocks", ()), *([mid] if mid else []),
+            *getattr(model, "up_blocks", ())]  # fmt: skip

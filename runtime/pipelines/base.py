@@ -48,6 +48,33 @@ class Family:
     build_lora: Callable[..., dict[str, dict[str, torch.Tensor]]] | None = None
 
 
+class EncodeDone:
+    """`with EncodeDone(pipe, job):` around a stock pipeline call: the stock call has a hook
+    after each step but none between encoding and the first step, so the first denoiser
+    forward marks it: encode 1/1, denoise 0/steps. Without it the first step's time counted as
+    encoding and the encode stage never reached its total."""
+
+    def __init__(self, pipe: Any, job: Generation) -> None:
+        self.job = job
+        self.fired = False
+        names = ("transformer", "transformer_2", "unet")
+        models = [getattr(pipe, n) for n in names if getattr(pipe, n, None) is not None]
+        self.handles = [m.register_forward_pre_hook(self._first) for m in models]
+
+    def _first(self, *_: Any) -> None:
+        if not self.fired:
+            self.fired = True
+            self.job.progress("encode", 1, 1)
+            self.job.progress("denoise", 0, self.job.request.steps)
+
+    def __enter__(self) -> EncodeDone:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 def make_scheduler(pipe: Any, name: str) -> Any:
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 

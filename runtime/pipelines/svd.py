@@ -11,7 +11,13 @@ import torch
 
 from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
-from i2vkit.runtime.pipelines.base import Family, Generation, make_scheduler, to_uint8_frames
+from i2vkit.runtime.pipelines.base import (
+    EncodeDone,
+    Family,
+    Generation,
+    make_scheduler,
+    to_uint8_frames,
+)
 
 
 @torch.no_grad()
@@ -28,8 +34,16 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
         raise CancelledError("cancelled")
     job.progress("encode", 0, 1)
     pipe.scheduler = make_scheduler(pipe, s.scheduler)
-    out = pipe(
-        image=job.image,
+    with EncodeDone(pipe, job):
+        out = _call(pipe, s, job.image, on_step)
+    job.progress("decode", 1, 1)
+    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, F, C, H, W) [0,1] -> (1, C, F..)
+    return to_uint8_frames(video)
+
+
+def _call(pipe: Any, s: Any, image: Any, on_step: Any) -> Any:
+    return pipe(
+        image=image,
         height=s.height,
         width=s.width,
         num_frames=s.frames,
@@ -42,9 +56,6 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
         output_type="pt",
         callback_on_step_end=on_step,
     )
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, F, C, H, W) [0,1] -> (1, C, F..)
-    return to_uint8_frames(video)
 
 
 def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:

@@ -22,7 +22,7 @@ import torch
 
 from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
-from i2vkit.runtime.pipelines.base import Family, Generation, to_uint8_frames
+from i2vkit.runtime.pipelines.base import EncodeDone, Family, Generation, to_uint8_frames
 
 PIPELINE = "WanImageToVideoPipeline"
 
@@ -74,7 +74,15 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
 
     # 3. Encode, denoise (the pipeline switches experts at its boundary), decode:
     #    frames (1, F, C, H, W) in [0, 1]
-    out = pipe(
+    with EncodeDone(pipe, job):
+        out = _call(pipe, s, image, two_experts, on_step)
+    job.progress("decode", 1, 1)
+    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
+    return to_uint8_frames(video)
+
+
+def _call(pipe: Any, s: Any, image: Any, two_experts: bool, on_step: Any) -> Any:
+    return pipe(
         image=image,
         prompt=s.prompt,
         negative_prompt=s.negative_prompt or None,
@@ -90,9 +98,6 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
         output_type="pt",
         callback_on_step_end=on_step,
     )
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
-    return to_uint8_frames(video)
 
 
 def _vae(kind: str) -> Any:

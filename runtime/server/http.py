@@ -267,12 +267,16 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
     runner = service.runners[0] if service.runners else None
     loaded = runner.loader.get() if runner else None
     for p in catalogue.presets():
-        fields = ("name", "height", "width", "frames", "steps")
-        entry: dict[str, Any] = {k: getattr(p, k) for k in fields}
+        s = request.make(config.model, p.name)  # the model's own numbers for the preset
+        entry: dict[str, Any] = {"name": p.name, "height": s.height, "width": s.width,
+                                 "frames": s.frames, "steps": s.steps}  # fmt: skip
         entry["fits"], entry["reason"] = True, ""
+        entry["strategy"], entry["estimate_gib"] = None, None
         if loaded and runner:
+            entry["strategy"] = loaded.strategy.name  # the weights are placed at load
             try:
-                runner.plan(request.make(config.model, p.name))
+                estimate = runner.plan(s)
+                entry["estimate_gib"] = round(estimate.peak / 2**30, 2)
             except WontFitError as error:
                 entry["fits"], entry["reason"] = False, str(error)
         entry["default"] = p.name == config.preset

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i2vkit import request
+from i2vkit import catalogue, request
 from i2vkit.errors import ConfigError
 from i2vkit.net import is_loopback
 from i2vkit.runtime.loader import Loader
@@ -186,9 +186,25 @@ class Service:
             "loads": sum(r.loader.loads for r in self.runners),
             "devices": [r.loader.get().device for r in self.runners],
             "dtype": loaded.dtype if loaded else None,
+            "options": dict(loaded.options) if loaded else {},
             "queue": {"depth": self.store.depth(), "size": self.config.queue_size},
             "workers": len(self.workers),
+            "settings": self.settings(),
         }
+
+    def settings(self) -> dict[str, Any]:
+        """What the model takes, for a client's form: sizes in steps of its multiple, frames
+        of its step (Wan: 4k+1), its schedulers, its defaults (the page reads this)."""
+        model = catalogue.model(self.config.model)
+        limits = catalogue.limits()
+        return {
+            "size_multiple": max(model.size_multiple, limits.size_multiple),
+            "size_min": limits.size_min, "size_max": limits.size_max,
+            "frames_step": model.frames_step, "frames_min": limits.frames_min,
+            "frames_max": limits.frames_max, "steps_max": limits.steps_max,
+            "schedulers": list(model.schedulers), "scheduler": model.scheduler,
+            "guidance": model.guidance, "fps": model.fps,
+        }  # fmt: skip
 
 
 def _call_hook(spec: str, runner: Runner) -> None:

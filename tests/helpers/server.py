@@ -77,3 +77,11 @@ class Server:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def model_server(home: Path, model: str, *args: str, env: dict[str, str] | None = None,
+                 host: str = "127.0.0.1") -> Server:  # fmt: skip
+    """A `Server` (not started) serving `model` instead of `demo`; the same flags otherwise."""
+    server = Server(home, *args, env=env, host=host)
+    server.args[server.args.index("--model") + 1] = model
+    return server

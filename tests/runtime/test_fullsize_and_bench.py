@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from i2vkit import planner, request
@@ -37,27 +39,43 @@ def test_calibrate_fits_a_profile_the_planner_then_uses(app):
 
 
 @pytest.mark.slow
-def test_invoke_bench_prints_stock_and_tuned_with_ratios(app):
+def test_invoke_bench_measures_the_docs_example_and_each_option_on_the_wan_twin(app, tmp_path):
+    """The docs example (bf16, its VAE in fp32) against i2vkit on the same job, then with the
+    cache hook and with fp8 storage: what each changes, in figures."""
+    out = tmp_path / "bench.json"
     result = run_invoke(
-        "bench",
-        "--model",
-        "demo",
-        "--height",
-        "64",
-        "--width",
-        "64",
-        "--frames",
-        "4",
-        "--steps",
-        "3",
-        "--device",
-        "cpu",
-        env={"I2VKIT_HOME": str(app.home), "COLUMNS": "120"},
-        timeout=600,
-    )
+        "bench", "--model", "wan-demo", "--height", "64", "--width", "64", "--frames", "5",
+        "--dtype", "bf16", "--device", "cpu", "--repeat", "1", "--json", str(out),
+        env={"I2VKIT_HOME": str(app.home), "COLUMNS": "160"}, timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "stock" in result.stdout and "i2vkit" in result.stdout
-    assert "faster end to end" in result.stdout and "floor" in result.stdout
+    assert "i2vkit vs the docs example" in result.stdout and "floor" in result.stdout
+    figures = json.loads(out.read_text())
+    runs = {r["name"]: r for r in figures["runs"]}
+    assert list(runs) == ["docs example", "i2vkit", "+cache", "+fp8", "all"]
+    docs, plain, cache, fp8 = (runs[n] for n in ("docs example", "i2vkit", "+cache", "+fp8"))
+    assert docs["dtype"] == "bf16" and plain["dtype"] == "bf16"
+    assert docs["calls"] == plain["calls"] == 2 * plain["steps"]  # the same job: CFG, 2 a step
+    assert (cache["calls"] - cache["computed"]) >= 0.3 * cache["calls"]  # skipped
+    assert plain["computed"] == plain["calls"] and 0 < cache["distance"] <= 0.01
+    # fp8 storage halves the blocks' bf16 weights (their norms stay in fp32); the twin's
+    # embeddings, outside the blocks, are most of its bytes, a full-size model's are 1%
+    assert fp8["block_bytes"] <= 0.55 * plain["block_bytes"]
+    assert fp8["weight_bytes"] < plain["weight_bytes"]
+    assert fp8["options"]["memory"] == "fp8" and runs["all"]["options"]["cache"] != "off"
+    assert figures["flops"]["total"] > 0 and figures["floor_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_invoke_bench_runs_the_i2vgen_xl_docs_example_too(app):
+    result = run_invoke(
+        "bench", "--model", "demo", "--height", "64", "--width", "64", "--frames", "4",
+        "--steps", "3", "--device", "cpu", "--repeat", "1", "--options", "fp8",
+        env={"I2VKIT_HOME": str(app.home), "COLUMNS": "160"}, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "docs example" in result.stdout and "+fp8" in result.stdout
+    assert "enable_model_cpu_offload() left out: it needs a GPU" in result.stdout
 
 
 def test_invoke_generate_writes_a_playable_mp4(app, tmp_path):

@@ -48,8 +48,8 @@ def test_the_cache_skips_calls_at_its_default_and_stays_close(app, image, model,
     distance = np.abs(video.astype(np.float64) - reference).mean() / 255
     assert 0 < distance <= CACHE_DISTANCE  # it did change something, and not much
 
-    stricter = Loader(model, app, device="cpu", options=Speed(cache="fbcache",
-                                                              cache_threshold=0.001)).get()  # fmt: skip
+    strict = Speed(cache="fbcache", cache_threshold=0.001)
+    stricter = Loader(model, app, device="cpu", options=strict).get()
     calls = speed.Calls(stricter.pipe)
     _run(stricter.pipe, s, image)
     assert calls.skipped < calls.total * share  # the threshold is what decides
