@@ -8,7 +8,8 @@ The baseline is what a competent user writes from the docs (DOCS below, each wit
 its dtype (bf16 for Wan, with the VAE and image encoder in fp32; fp16 for I2VGen-XL and SVD)
 and its offload call, `enable_model_cpu_offload` where the example has one (it needs a GPU: on
 a CPU the call is left out and the run says so). A `-fast` entry is measured against its base
-model's example at the base model's steps and guidance: that is what the distillation replaces.
+model's example at the base model's full steps (its mainstream preset's) and guidance: that is
+what the distillation replaces.
 """
 
 from __future__ import annotations
@@ -244,8 +245,9 @@ def _docs_job(entry: Model, pipe: Any, s: request.Request, image: Any):
     return job
 
 
-def configurations(options: tuple[str, ...]) -> list[tuple[str, str, Speed]]:
-    """(run name, memory strategy, accelerations): i2vkit as it ships, each option alone, all."""
+def configurations(options: tuple[str, ...], each: bool = True) -> list[tuple[str, str, Speed]]:
+    """(run name, memory strategy, accelerations): i2vkit as it ships, each option alone (unless
+    not `each`), all of them."""
     one = {"attention": ("full", Speed(attention="auto")), "compile": ("full", Speed(compile=True)),
            "cache": ("full", Speed(cache="fbcache")), "fp8": ("fp8", Speed())}  # fmt: skip
     unknown = set(options) - set(one)
@@ -253,8 +255,9 @@ def configurations(options: tuple[str, ...]) -> list[tuple[str, str, Speed]]:
         raise ConfigError(f"bench option(s) {', '.join(sorted(unknown))} unknown; known: "
                           f"{', '.join(OPTIONS)}")  # fmt: skip
     runs = [("i2vkit", "full", Speed())]
-    runs += [(f"+{o}", *one[o]) for o in options]
-    if len(options) > 1:
+    if each:
+        runs += [(f"+{o}", *one[o]) for o in options]
+    if len(options) > 1 or (options and not each):
         every = Speed(attention="auto" if "attention" in options else "sdpa",
                       compile="compile" in options,
                       cache="fbcache" if "cache" in options else "none")  # fmt: skip
@@ -272,8 +275,10 @@ def run(
     dtype: str | None = None,
     repeat: int = 3,
     options: tuple[str, ...] | None = None,
+    each: bool = True,
 ) -> dict[str, Any]:
-    """Every configuration on the same job; see the module docstring."""
+    """Every configuration on the same job; see the module docstring. `each`: also each option
+    alone (else the docs example, as shipped, and all)."""
     quiet_libraries()
     entry = catalogue.model(model)
     device = choose_device(device)
@@ -288,8 +293,9 @@ def run(
     # 1. The documentation example (the base model's, at its steps and guidance, for -fast)
     docs = DOCS[base.family]
     docs_s = s
-    if entry.base:  # the base model's own steps, guidance and scheduler at the job's size
-        docs_s = request.make(base.name, "preview", height=s.height, width=s.width,
+    if entry.base:  # the base model at full quality (its mainstream preset's steps, its
+        # guidance and scheduler) at the job's size
+        docs_s = request.make(base.name, "mainstream", height=s.height, width=s.width,
                               frames=s.frames, seed=s.seed, prompt=s.prompt)  # fmt: skip
     pipe = docs_pipeline(base, app, device, random_weights)
     try:
@@ -305,7 +311,7 @@ def run(
 
     # 2. i2vkit as it ships, then each option, then all of them: a fresh load each
     runs, reference = [docs_run], None
-    for name, strategy, accel in configurations(tuple(options)):
+    for name, strategy, accel in configurations(tuple(options), each):
         build = (lambda d, n=entry.name: fullsize.build(n, device, torch_dtype(d))) \
             if random_weights else None  # fmt: skip
         loader = Loader(entry.name, app, device, dtype, strategy, sized=s, options=accel,
