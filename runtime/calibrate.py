@@ -44,6 +44,18 @@ def _counts(s: request.Request) -> tuple[int, int]:
     return est.denoise, est.decode
 
 
+def sizes(model: Any) -> list[tuple[int, int]]:
+    """SIZES as the model takes them: sides a multiple of its size multiple, frames of its
+    frame step (Wan: 4k+1, so 4 and 8 frames become 5 and 9)."""
+    out = []
+    for side, frames in SIZES:
+        k = model.size_multiple
+        step = model.frames_step
+        frames = frames if step == 1 else -(-(frames - 1) // step) * step + 1
+        out.append((max(k, side // k * k), frames))
+    return out
+
+
 def calibrate(app: Settings, image: Any, device: str | None, dtype: str | None) -> planner.Profile:
     runner = Runner(Loader(app.model, app, device, dtype), app)
     loaded = runner.setup()
@@ -55,7 +67,7 @@ def calibrate(app: Settings, image: Any, device: str | None, dtype: str | None) 
     )
     points = []
     with tempfile.TemporaryDirectory() as tmp:
-        for side, frames in SIZES:
+        for side, frames in sizes(loaded.model):
             s = request.make(
                 app.model, "preview", height=side, width=side, frames=frames, steps=2,
                 decode_chunk=frames,
@@ -76,7 +88,7 @@ def calibrate(app: Settings, image: Any, device: str | None, dtype: str | None) 
         unet_bytes_per_position=round(per_position, 1),
         vae_bytes_per_pixel=round(per_pixel, 1),
         fixed_bytes=fixed,
-        source=f"calibrated: {_machine(loaded.device)}, sizes {SIZES}",
+        source=f"calibrated: {_machine(loaded.device)}, sizes {sizes(loaded.model)}",
     )
 
 

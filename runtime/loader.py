@@ -37,6 +37,7 @@ class Loaded:
     dtype: str  # one of DTYPES
     seconds: float  # load time
     strategy: Strategy = planner.FULL  # where the weights live (runtime/memory.py)
+    why: str = ""  # the planner's reason for `strategy`, in words
     options: dict[str, str] = field(default_factory=dict)  # what is on, for every job's record
 
 
@@ -121,21 +122,29 @@ def _dtype_keyword() -> str:
 
 def choose_strategy(
     model: Model, settings: Settings, device: str, dtype: str, asked: str, sized: Request | None
-) -> Strategy:
+) -> tuple[Strategy, str]:
     """The planner's strategy for jobs the size of `sized` (default: the model's preview) on
-    this device's free memory now. A strategy asked for by name must fit; with 'auto', a job
-    nothing fits gets the leanest strategy, and the runner refuses each job that does not fit."""
+    this device's free memory now, and why, in words. A strategy asked for by name must fit;
+    with 'auto', a job nothing fits gets the leanest strategy, and the runner refuses each job
+    that does not fit."""
     from i2vkit.runtime.measure import device_memory
 
     s = sized or request.make(model.name, "preview")
     profile = planner.profile_for(model.name, device, dtype, settings.home)
     free, _ = device_memory(device)
+    size = f"{s.height}x{s.width}, {s.frames} frames"
+    where = f"{model.name} on {free / planner.GIB:.1f} GiB free ({device})"
+    source = profile.source.split(":")[0]
     try:
-        return planner.choose(s, profile, free, device, asked).strategy
+        est = planner.choose(s, profile, free, device, asked)
     except WontFitError:
         if asked != "auto":
             raise
-        return planner.candidates(device)[-1]
+        leanest = planner.candidates(device)[-1]
+        return leanest, f"{where}: nothing fits {size}; {leanest.describe()}, the leanest"
+    how = "asked for" if asked != "auto" else "the fastest that fits"
+    return est.strategy, (f"{where}: {est.strategy.describe()} ({how}), about "
+                          f"{est.peak / planner.GIB:.1f} GiB at {size} ({source})")  # fmt: skip
 
 
 def fuse_lora(pipe: Any, model: Model, settings: Settings) -> str:
@@ -168,7 +177,7 @@ def load(
     started = time.perf_counter()
     device = choose_device(device)
     dtype = choose_dtype(device, dtype)
-    plan = choose_strategy(model, settings, device, dtype, asked, sized)
+    plan, why = choose_strategy(model, settings, device, dtype, asked, sized)
     if build is not None:  # the bench's full-size architecture with random weights
         pipe = build(dtype)
     else:
@@ -194,7 +203,7 @@ def load(
     memory.apply(pipe, plan, device, torch_dtype(dtype))
     done = speed.apply(pipe, options or Speed(), device)
     record = {"memory": plan.name, "dtype": dtype, **done, "lora": lora}
-    return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan, record)
+    return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan, why, record)
 
 
 class Loader:

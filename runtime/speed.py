@@ -73,7 +73,11 @@ def enable_cache(pipe: Any, speed: Speed) -> str:
         return "off"
     from diffusers import FirstBlockCacheConfig
 
-    for model in denoisers(pipe).values():
+    models = denoisers(pipe).values()
+    lacking = [type(m).__name__ for m in models if not hasattr(m, "enable_cache")]
+    if lacking:  # the cache hooks are written for transformer blocks, not UNets
+        return f"off ({', '.join(lacking)} has no cache hooks)"
+    for model in models:
         model.enable_cache(FirstBlockCacheConfig(threshold=speed.cache_threshold))
     return f"first-block cache at {speed.cache_threshold:g}"
 
@@ -81,8 +85,12 @@ def enable_cache(pipe: Any, speed: Speed) -> str:
 def compile_blocks(pipe: Any, on: bool) -> str:
     if not on:
         return "off"
+    models = denoisers(pipe).values()
+    lacking = [type(m).__name__ for m in models if not getattr(m, "_repeated_blocks", None)]
+    if lacking:  # regional compilation needs the model to name its repeated blocks
+        return f"off ({', '.join(lacking)} names no repeated blocks)"
     blocks = set()
-    for model in denoisers(pipe).values():
+    for model in models:
         model.compile_repeated_blocks(fullgraph=True)
         blocks.update(model._repeated_blocks)
     return f"regional ({', '.join(sorted(blocks))})"

@@ -254,6 +254,7 @@ def _generate(
         f"loaded {app.model} on {loaded.device} in {loaded.dtype}, "
         f"{loaded.strategy.describe()} ({loaded.seconds:.1f} s)"
     )
+    console.print(f"memory: {loaded.why}")
     with _progress_bar(console) as bar:
         tasks: dict[str, Any] = {}
 
@@ -393,9 +394,16 @@ def _draw_bench(result: dict[str, Any], console: Any) -> None:
         console.print(f"note: {note}")
 
 
+def _flops(n: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n / 1e6:.2f} MFLOP"
+
+
 def _draw_floor(result: dict[str, Any], docs: Any, floor: float, console: Any) -> None:
     console.print(
-        f"docs job: {result['flops']['total'] / 1e12:.2f} TFLOP; measured matmul rate "
-        f"{result['matmul_rate'] / 1e12:.2f} TFLOP/s ({result['dtype']}); floor {floor:.3f} s "
+        f"docs job: {_flops(result['flops']['total'])}; measured matmul rate "
+        f"{_flops(result['matmul_rate'])}/s ({result['dtype']}); floor {floor:.3g} s "
         f"(the docs example is {docs.seconds / floor:.1f}x the floor)"
     )

@@ -132,8 +132,8 @@ class Service:
                                 self.config.memory, sized, self.config.options)  # fmt: skip
                 runner = Runner(loader, self.config.app)
                 loaded = runner.setup()
-                log.info("loaded %s on %s (%s) in %.1f s", self.config.model, loaded.device,
-                         loaded.dtype, loaded.seconds)  # fmt: skip
+                log.info("loaded %s on %s (%s) in %.1f s; memory: %s", self.config.model,
+                         loaded.device, loaded.dtype, loaded.seconds, loaded.why)  # fmt: skip
                 if self.config.startup_hook:
                     _call_hook(self.config.startup_hook, runner)
                 if self.config.warmup:
@@ -187,6 +187,7 @@ class Service:
             "devices": [r.loader.get().device for r in self.runners],
             "dtype": loaded.dtype if loaded else None,
             "options": dict(loaded.options) if loaded else {},
+            "memory": loaded.why if loaded else None,  # the planner's choice, in words
             "queue": {"depth": self.store.depth(), "size": self.config.queue_size},
             "workers": len(self.workers),
             "settings": self.settings(),

@@ -55,3 +55,31 @@ def test_presets_that_fit_replace_the_tier_thresholds():
         (name, ok) for name, ok, _ in planner.preset_fits("i2vgen-xl", "cuda:0", "fp16", 80 * GIB)
     )
     assert all(fits.values())
+
+
+@pytest.mark.parametrize(
+    ("gib", "expected"),
+    [(80, "full"), (48, "fp8"), (24, "offload"), (12, "lean")],
+)
+def test_wan_a14b_gets_the_fastest_strategy_each_card_holds(gib, expected):
+    """480p, 81 frames (its mainstream preset) on an H100, an A6000, a 4090 and a 3060."""
+    profile = planner.profile_for("wan2.2-i2v-a14b", "cuda:0", "bf16")
+    job = request.make("wan2.2-i2v-a14b", "mainstream")
+    chosen = planner.choose(job, profile, gib * GIB, "cuda:0")
+    assert chosen.strategy.name == expected and chosen.peak <= 0.9 * gib * GIB
+
+
+def test_wan_a14b_refused_even_lean_names_settings_that_fit_lean():
+    """720p, 81 frames on a 6 GiB card: no strategy holds it; what would, under the leanest."""
+    profile = planner.profile_for("wan2.2-i2v-a14b", "cuda:0", "bf16")
+    job = request.make("wan2.2-i2v-a14b", "pro")
+    with pytest.raises(WontFitError) as error:
+        planner.choose(job, profile, 6 * GIB, "cuda:0")
+    message = str(error.value)
+    assert "720x1280, 81 frames" in message and "fp8 storage + group offload" in message
+    assert error.value.fits, message
+    lean = planner.strategy("lean")
+    for label in error.value.fits:
+        changes = dict(part.strip().split("=") for part in label.split(","))
+        smaller = request.make("wan2.2-i2v-a14b", "pro", **changes)
+        assert planner.fits(smaller, profile, 6 * GIB, lean), label

@@ -28,14 +28,16 @@ def test_full_size_i2vgen_xl_parameters_and_flops_on_meta():
     assert round(flops["total"] / 1e15, 2) == 2.13
 
 
-def test_calibrate_fits_a_profile_the_planner_then_uses(app):
+@pytest.mark.parametrize(("model", "weights"), [("demo", 1_000_000), ("wan-demo", 100_000)])
+def test_calibrate_fits_a_profile_the_planner_then_uses(app, model, weights):
+    """Each family at sizes it takes (Wan: multiples of 32, 4k+1 frames)."""
     profile = calibrate(
-        app.__class__(**{**app.__dict__, "model": "demo"}), gradient_picture(64, 64), "cpu", None
+        app.__class__(**{**app.__dict__, "model": model}), gradient_picture(64, 64), "cpu", None
     )
-    assert profile.weights_bytes > 1_000_000
+    assert profile.weights_bytes > weights
     assert profile.unet_bytes_per_position > 0 and profile.source.startswith("calibrated")
     save(profile, app.home)
-    assert planner.profile_for("demo", "cpu", "fp32", app.home) == profile
+    assert planner.profile_for(model, "cpu", "fp32", app.home) == profile
 
 
 @pytest.mark.slow

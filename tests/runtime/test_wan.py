@@ -59,7 +59,9 @@ def test_progress_every_step_and_cancel_at_the_next(app, image, tmp_path):
     seen: list[tuple[str, int, int]] = []
     result = runner.generate(small("wan-demo", steps=5), image, tmp_path / "a.mp4",
                              lambda *p: seen.append(p))  # fmt: skip
-    assert [d for stage, d, _ in seen if stage == "denoise"] == [1, 2, 3, 4, 5]
+    # denoise 0/5 when the first step starts (encoding is done then: 1/1), then every step
+    assert [d for stage, d, _ in seen if stage == "denoise"] == [0, 1, 2, 3, 4, 5]
+    assert [d for stage, d, _ in seen if stage == "encode"] == [0, 1]
     assert read_mp4(tmp_path / "a.mp4").shape == (5, 64, 64, 3) and result.frames == 5
     asked = {"n": 0}
 

@@ -42,6 +42,10 @@ def test_invoke_generate_makes_each_wan_twin_s_video(app, tmp_path, model, size,
     assert f"fps {fps}" in done.stdout and "3/3" in done.stdout  # the denoise bar's end
     options = done.stdout.split("options: ", 1)[1]
     assert f"memory {memory}" in options and f"dtype {dtype}" in options
+    # the planner's choice, and why, in words
+    why = " ".join(done.stdout.split("memory: ", 1)[1].split())
+    assert why.startswith(f"{model} on ") and "GiB free (cpu)" in why
+    assert ("(asked for)" if flags else "(the fastest that fits)") in why
 
 
 def test_invoke_generate_refuses_what_wan_cannot_take_naming_what_it_can(app, tmp_path):
