@@ -24,10 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
-import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -39,8 +35,15 @@ import psutil
 
 from i2vkit import catalogue
 from i2vkit.catalogue import Model
+from i2vkit.env import modelscope
+from i2vkit.env.hub_files import (
+    HubListing,
+    Refused,
+    check_download,
+    hub_listing,
+    patterns,
+)
 from i2vkit.errors import WeightsError
-from i2vkit.files import replacing, write_text
 from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue
 from i2vkit.mirrors.choose import MirrorPlan
@@ -58,16 +61,6 @@ class WeightsResult:
     bytes_received: int  # network bytes while fetching (psutil), 0 when cached
     seconds: float
     notes: tuple[str, ...] = ()
-
-
-def patterns(model: Model) -> list[str]:
-    return [path for path, _size in model.files]
-
-
-def wanted(model: Model, path: str) -> bool:
-    """Whether `path` (repo-relative) is one the runtime needs: fnmatch, as both clients
-    match their allow patterns."""
-    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns(model))
 
 
 def cached(model: Model, app: Settings) -> Path | None:
@@ -120,100 +113,6 @@ def _url(mirrors: Catalogue, mirror: str, kind: str) -> str:
     return endpoint.url
 
 
-@dataclass(frozen=True)
-class HubFile:
-    size: int | None
-    sha256: str | None  # LFS files
-    blob_id: str | None  # git's blob id: the hash of a small (non-LFS) file
-
-
-@dataclass(frozen=True)
-class HubListing:
-    """The pinned revision's files as an HF endpoint describes them."""
-
-    source: str
-    commit: str
-    files: dict[str, HubFile]
-
-
-def hub_listing(model: Model, source: Source) -> HubListing | None:
-    """The needed files of the pinned revision, with sizes and hashes where the endpoint gives
-    them (olah's offline mode gives names only); None when the endpoint does not answer."""
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi(endpoint=source.url).model_info(
-            model.repo_id, revision=model.revision, files_metadata=True, timeout=15
-        )
-    except Exception:  # any failure only means this endpoint cannot vouch for the files
-        return None
-    files = {
-        s.rfilename: HubFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
-        for s in info.siblings or []
-        if model.local or wanted(model, s.rfilename)
-    }
-    return HubListing(source.name, info.sha or model.revision, files)
-
-
-def _differences(listing: HubListing, files: dict[str, tuple[int, str]]) -> list[str]:
-    """What differs between the Hub's listing and `files` (path -> (size, sha256))."""
-    problems = [f"{path} is missing" for path in sorted(set(listing.files) - set(files))]
-    extra = sorted(set(files) - set(listing.files))
-    problems += [f"{path} is not in the Hub's commit" for path in extra]
-    for path in sorted(set(files) & set(listing.files)):
-        hub, (size, sha256) = listing.files[path], files[path]
-        if hub.size is not None and hub.size != size:
-            problems.append(f"{path} is {size:,} bytes, the Hub's {hub.size:,}")
-        elif hub.sha256 is not None and hub.sha256 != sha256:
-            problems.append(f"{path} has sha256 {sha256[:12]}, the Hub's {hub.sha256[:12]}")
-    return problems
-
-
-def _check_download(model: Model, folder: Path, listing: HubListing | None) -> str:
-    """Sizes and hashes of a Hub download against the endpoint's listing; raises WeightsError
-    when they differ. Says what was checked."""
-    if listing is None:
-        return "no file hashes from this endpoint: sizes checked while downloading"
-    problems, hashed = [], 0
-    for path, hub in listing.files.items():
-        file = folder / path
-        if not file.exists():
-            problems.append(f"{path} is missing after download")
-            continue
-        if hub.size is not None and file.stat().st_size != hub.size:
-            problems.append(f"{path} has the wrong size")
-        elif hub.sha256 is not None:
-            hashed += 1
-            if _sha256(file) != hub.sha256:
-                problems.append(f"{path} fails its sha256 check")
-        elif hub.blob_id is not None:
-            hashed += 1
-            if _git_blob_id(file) != hub.blob_id:
-                problems.append(f"{path} fails its git blob check")
-    if problems:
-        raise WeightsError(f"{model.repo_id}: " + "; ".join(problems[:5]))
-    if not hashed:
-        return f"{len(listing.files)} file(s) present; this endpoint gives no hashes"
-    return f"sizes and hashes verified ({hashed} file(s))"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _git_blob_id(path: Path) -> str:
-    """git's id of a file (what the Hub lists for files not stored in LFS)."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def _xet_off(off: bool) -> Iterator[None]:
     """Xet transfers go to the Hub's own storage whatever HF_ENDPOINT says: a mirror of the
@@ -240,106 +139,10 @@ def _download_hub(model: Model, app: Settings, source: Source) -> Path:
         )  # fmt: skip
 
 
-class _Refused(Exception):
-    """A source's files are not the pinned ones: the next source may have them."""
-
-
-def _modelscope_files(model: Model, source: Source) -> dict[str, tuple[int, str]]:
-    """The needed files on ModelScope: path -> (size, sha256), from its listing."""
-    # modelscope 1.40's client is modelscope_hub; HubApi takes the endpoint per instance, so
-    # no process-wide setting (MODELSCOPE_ENDPOINT is read once per process) is touched
-    from modelscope_hub.api import HubApi
-
-    listed = HubApi(endpoint=source.url).list_repo_files(
-        model.modelscope_id, "model", revision=model.modelscope_revision
-    )
-    files = {f.path: (f.size, (f.sha256 or "").lower()) for f in listed
-             if f.type != "tree" and (model.local or wanted(model, f.path))}  # fmt: skip
-    if not files:
-        raise _Refused(f"{source.name} lists no files of {model.modelscope_id}")
-    if any(not sha for _size, sha in files.values()):
-        raise _Refused(f"{source.name} gives no sha256 for {model.modelscope_id}'s files")
-    return files
-
-
-def _download_modelscope(model: Model, app: Settings, source: Source,
-                         listing: HubListing | None) -> tuple[Path, str]:  # fmt: skip
-    """Compare ModelScope's files with the Hub commit's, download them (the client checks
-    every sha256 and resumes partial files), then move them into the HF cache layout."""
-    from modelscope import snapshot_download
-
-    files = _modelscope_files(model, source)
-    label = f"{model.modelscope_id}@{model.modelscope_revision}"
-    if listing is not None:
-        problems = _differences(listing, files)
-        if problems:
-            raise _Refused(f"{source.name}: {label} differs from the Hub's {model.repo_id}@"
-                           f"{listing.commit[:12]}: " + "; ".join(problems[:3]))  # fmt: skip
-    staging = app.home / "downloads" / "modelscope"
-    staged = Path(
-        snapshot_download(
-            model.modelscope_id, revision=model.modelscope_revision, cache_dir=str(staging),
-            allow_patterns=None if model.local else patterns(model), endpoint=source.url,
-        )
-    )  # fmt: skip
-    if listing is not None:
-        small = [p for p, hub in listing.files.items() if hub.sha256 is None and hub.blob_id]
-        wrong = [p for p in small if _git_blob_id(staged / p) != listing.files[p].blob_id]
-        if wrong:
-            raise _Refused(f"{source.name}: {label}'s {', '.join(wrong[:3])} differ from the "
-                           f"Hub's {listing.commit[:12]}")  # fmt: skip
-        commit = listing.commit
-        verified = (f"sha256 verified against ModelScope's listing; the listing matches the "
-                    f"Hub's {listing.commit[:12]} ({listing.source})")  # fmt: skip
-    else:
-        commit = model.revision if _is_commit(model.revision) else _synthetic_commit(files)
-        verified = ("sha256 verified against ModelScope's listing; not compared with the Hub "
-                    "(no HF endpoint answered)")  # fmt: skip
-    folder = _into_hub_cache(model, app, staged, files, commit)
-    shutil.rmtree(staged, ignore_errors=True)
-    return folder, verified
-
-
-def _is_commit(revision: str) -> bool:
-    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
-
-
-def _synthetic_commit(files: dict[str, tuple[int, str]]) -> str:
-    """A stable 40-hex name for a snapshot no Hub commit vouches for (a branch revision)."""
-    digest = hashlib.sha1(usedforsecurity=False)
-    for path, (size, sha256) in sorted(files.items()):
-        digest.update(f"{path}\0{size}\0{sha256}\n".encode())
-    return digest.hexdigest()
-
-
-def _into_hub_cache(model: Model, app: Settings, staged: Path,
-                    files: dict[str, tuple[int, str]], commit: str) -> Path:  # fmt: skip
-    """huggingface_hub's cache layout: blobs/<hash>, snapshots/<commit>/<path> as relative
-    links to them, refs/<branch> naming the commit. Each link is made beside its place and
-    renamed over it, so a snapshot never holds a half-written file."""
-    repo = Path(app.hub_cache) / ("models--" + model.repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    for path, (_size, sha256) in sorted(files.items()):
-        blob = repo / "blobs" / sha256
-        if not blob.exists():
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            with replacing(blob, ".incomplete") as tmp:
-                shutil.move(staged / path, tmp)  # a rename on one filesystem
-        link = snapshot / path
-        link.parent.mkdir(parents=True, exist_ok=True)
-        tmp_link = link.with_name(f".{link.name}.link")
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(os.path.relpath(blob, link.parent))
-        tmp_link.replace(link)
-    if not _is_commit(model.revision):
-        write_text(repo / "refs" / model.revision, commit)
-    return snapshot
-
-
 def _why(error: Exception, model: Model, source: Source) -> str:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    if isinstance(error, _Refused):
+    if isinstance(error, Refused):
         return str(error)
     if isinstance(error, GatedRepoError):
         return (f"{model.repo_id} is gated: accept its licence on the Hub and set HF_TOKEN "
@@ -393,7 +196,7 @@ def _fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
         """The Hub commit's listing from the first HF source that answers (asked once)."""
         for s in chain.values():
             if s.kind == "hf" and s.name not in listings:
-                listings[s.name] = hub_listing(model, s)
+                listings[s.name] = hub_listing(model, s.url, s.name)
             if listings.get(s.name):
                 return listings[s.name]
         return None
@@ -403,12 +206,12 @@ def _fetch(model: Model, app: Settings, mirrors: Catalogue, plan: MirrorPlan,
         start = time.perf_counter()
         try:
             if source.kind == "modelscope":
-                fetched[name] = _download_modelscope(model, app, source, hub())
+                fetched[name] = modelscope.download(model, app, source.url, name, hub())
             else:
                 folder = _download_hub(model, app, source)
                 if name not in listings:
-                    listings[name] = hub_listing(model, source)
-                fetched[name] = (folder, _check_download(model, folder, listings[name]))
+                    listings[name] = hub_listing(model, source.url, source.name)
+                fetched[name] = (folder, check_download(model, folder, listings[name]))
         except WeightsError:
             raise  # the files came but are wrong: say so, do not look elsewhere
         except Exception as error:  # network, 5xx, not served there: the next may have it

@@ -7,12 +7,11 @@ modules on the meta device under torch's FlopCounterMode: no memory, seconds.
 The configs are data (data/fullsize/<family>.toml, each part with its source). A Wan model's parts
 are found by its repo id, so a distilled `-fast` row gets its base's architecture. The counts of
 every full-size model at every preset are stored in i2vkit/data/model_costs.toml, computed, not
-measured; `python -m i2vkit.runtime.fullsize --write-costs` writes that file again.
+measured; `python -m i2vkit.runtime.costs` (runtime/costs.py) writes that file again.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
@@ -21,9 +20,8 @@ from typing import Any
 
 import torch
 
-from i2vkit import catalogue, request
+from i2vkit import catalogue
 from i2vkit.errors import UnknownNameError
-from i2vkit.files import write_text
 from i2vkit.request import Request
 from i2vkit.runtime.pipelines import i2vgen_xl, tiny
 
@@ -33,7 +31,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIGS = Path(__file__).with_name("data") / "fullsize"
-COSTS = catalogue.DATA / "model_costs.toml"
 WAN_TEXT_TOKENS = 512  # the pipeline's max_sequence_length: every prompt is padded to it
 I2VGEN_TEXT_TOKENS = 77  # CLIP's context
 
@@ -377,87 +374,3 @@ def matmul_rate(device: str, dtype: torch.dtype, seconds: float = 1.0) -> float:
             sync()
     sync()
     return 2 * n**3 * count / (time.perf_counter() - start)
-
-
-# --- model_costs.toml -------------------------------------------------------------------------
-
-
-def costs(model_name: str) -> dict[str, Any]:
-    """A model's parameters per component and, per preset, its settings and FLOPs."""
-    pipe = build(model_name, "meta")
-    presets = {}
-    for preset in catalogue.presets():
-        s = request.make(model_name, preset.name)
-        settings = {"height": s.height, "width": s.width, "frames": s.frames, "steps": s.steps,
-                    "guidance": s.guidance}  # fmt: skip
-        presets[preset.name] = settings | job_flops_for(model_name, s, pipe)
-    params = dict(sorted(parameters(pipe).items()))
-    return {"family": catalogue.model(model_name).family, "parameters": params,
-            "total_parameters": sum(params.values()), "preset": presets}  # fmt: skip
-
-
-def _int(n: int) -> str:
-    return f"{n:_}"
-
-
-def costs_toml(table: dict[str, dict[str, Any]]) -> str:
-    """model_costs.toml's text: models by name, presets in the catalogue's order."""
-    import diffusers
-    import transformers
-
-    versions = (f"torch {torch.__version__}, diffusers {diffusers.__version__}, "
-                f"transformers {transformers.__version__}")  # fmt: skip
-    lines = [
-        "# Parameters and FLOPs of the full-size models: data computed, not measured (no timing,",
-        "# no hardware). torch's FlopCounterMode ran the real modules, built on the meta device",
-        "# from the architectures in runtime/data/fullsize/, at the catalogue's presets",
-        "# (request.make(model, preset)). Written by",
-        "#   python -m i2vkit.runtime.fullsize --write-costs",
-        f"# with {versions}; do not edit by hand.",
-        "# FLOPs of one job: `step` = every denoiser forward of one step (two under CFG, when",
-        "# guidance > 1); `denoise` = step x steps; `encode` = the text encoder per prompt, the",
-        "# image encoder and the VAE encode of the conditioning image or video; `decode` = the VAE",
-        "# decode; `total` = denoise + encode + decode. One multiply-add counts as 2 FLOPs.",
-        "",
-        "schema = 1",
-    ]
-    for name in sorted(table):
-        entry = table[name]
-        lines += ["", f'[model."{name}"]', f'family = "{entry["family"]}"',
-                  f"total_parameters = {_int(entry['total_parameters'])}", "",
-                  f'[model."{name}".parameters]']  # fmt: skip
-        lines += [f"{part} = {_int(n)}" for part, n in entry["parameters"].items()]
-        for preset, row in entry["preset"].items():
-            lines += ["", f'[model."{name}".preset.{preset}]']
-            for key, value in row.items():
-                if isinstance(value, float):
-                    lines.append(f"{key} = {value!r}")
-                elif key in ("step", "denoise", "encode", "decode", "total"):
-                    lines.append(f"{key} = {_int(value)}  # {value / 1e12:,.1f} TFLOP")
-                else:
-                    lines.append(f"{key} = {value}")
-    return "\n".join(lines) + "\n"
-
-
-def write_costs(target: Path = COSTS) -> Path:
-    return write_text(target, costs_toml({name: costs(name) for name in full_size_models()}))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m i2vkit.runtime.fullsize",
-        description="Parameters and FLOPs of the full-size models, counted on the meta device.",
-    )
-    parser.add_argument("--write-costs", action="store_true",
-                        help="write every full-size model's costs to --out")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=COSTS, help=f"default: {COSTS}")
-    args = parser.parse_args(argv)
-    if not args.write_costs:
-        parser.print_help()
-        return 2
-    print(write_costs(args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

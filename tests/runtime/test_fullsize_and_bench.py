@@ -30,12 +30,16 @@ def test_full_size_i2vgen_xl_parameters_and_flops_on_meta():
 
 @pytest.mark.parametrize(("model", "weights"), [("demo", 1_000_000), ("wan-demo", 100_000)])
 def test_calibrate_fits_a_profile_the_planner_then_uses(app, model, weights):
-    """Each family at sizes it takes (Wan: multiples of 32, 4k+1 frames)."""
+    """Each family at sizes it takes (Wan: multiples of 32, 4k+1 frames). The Wan twin's
+    transformer sees 192 tokens at 256x256: its activations are below what sampling the CPU
+    process's RSS resolves, so only the decoder's slope is certain to show."""
     profile = calibrate(
         app.__class__(**{**app.__dict__, "model": model}), gradient_picture(64, 64), "cpu", None
     )
-    assert profile.weights_bytes > weights
-    assert profile.unet_bytes_per_position > 0 and profile.source.startswith("calibrated")
+    assert profile.weights_bytes > weights and profile.source.startswith("calibrated")
+    assert profile.vae_bytes_per_pixel > 0 and profile.unet_bytes_per_position >= 0
+    if model == "demo":
+        assert profile.unet_bytes_per_position > 0
     save(profile, app.home)
     assert planner.profile_for(model, "cpu", "fp32", app.home) == profile
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from i2vkit import catalogue, request
-from i2vkit.runtime import fullsize
+from i2vkit.runtime import costs, fullsize
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +28,7 @@ def meta(name: str) -> Any:
 
 @cache
 def stored() -> dict[str, Any]:
-    return tomllib.loads(fullsize.COSTS.read_text())["model"]
+    return tomllib.loads(costs.COSTS.read_text())["model"]
 
 
 @pytest.mark.parametrize("name", WAN)
