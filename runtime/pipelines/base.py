@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2vkit.errors import NaNOutputError
+from i2vkit.errors import CancelledError, NaNOutputError
 from i2vkit.request import Request
 
 OnProgress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -46,6 +46,22 @@ class Family:
     pipeline: str | None = None  # the diffusers class to load with; None: model_index's own
     # (twin, seed) -> {file name: state dict}: a random LoRA for a twin's `-fast` entry
     build_lora: Callable[..., dict[str, dict[str, torch.Tensor]]] | None = None
+
+
+def step_callback(job: Generation) -> Callable[..., dict[str, Any]]:
+    """A stock pipeline's `callback_on_step_end`: progress after every step, the job's cancel
+    checked there (it stops at the next step), and the decode stage begun after the last."""
+    steps = job.request.steps
+
+    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        job.progress("denoise", i + 1, steps)
+        if job.cancelled():
+            raise CancelledError("cancelled")
+        if i + 1 == steps:
+            job.progress("decode", 0, 1)
+        return {}
+
+    return on_step
 
 
 class EncodeDone:

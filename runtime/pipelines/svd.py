@@ -16,6 +16,7 @@ from i2vkit.runtime.pipelines.base import (
     Family,
     Generation,
     make_scheduler,
+    step_callback,
     to_uint8_frames,
 )
 
@@ -24,11 +25,7 @@ from i2vkit.runtime.pipelines.base import (
 def run(pipe: Any, job: Generation) -> np.ndarray:
     s = job.request
 
-    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        job.progress("denoise", i + 1, s.steps)
-        if job.cancelled():
-            raise CancelledError("cancelled")
-        return {}
+    on_step = step_callback(job)
 
     if job.cancelled():
         raise CancelledError("cancelled")

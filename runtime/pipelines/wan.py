@@ -22,7 +22,13 @@ import torch
 
 from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
-from i2vkit.runtime.pipelines.base import EncodeDone, Family, Generation, to_uint8_frames
+from i2vkit.runtime.pipelines.base import (
+    EncodeDone,
+    Family,
+    Generation,
+    step_callback,
+    to_uint8_frames,
+)
 
 PIPELINE = "WanImageToVideoPipeline"
 
@@ -54,13 +60,7 @@ def fit(image: Any, height: int, width: int) -> Any:
 def run(pipe: Any, job: Generation) -> np.ndarray:
     s = job.request
 
-    def on_step(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        job.progress("denoise", i + 1, s.steps)
-        if job.cancelled():
-            raise CancelledError("cancelled")
-        if i + 1 == s.steps:
-            job.progress("decode", 0, 1)
-        return {}
+    on_step = step_callback(job)
 
     # 1. Inputs: a cancelled job stops before any work; the image takes the video's aspect
     if job.cancelled():
