@@ -138,3 +138,23 @@ class _only:
         self.transformer = getattr(pipe, name)
         self.transformer_2 = None
         self.unet = None
+
+
+def test_a_pipeline_built_in_memory_goes_through_the_same_loader(app, image):
+    """bench --random-weights hands the loader a pipeline built in memory (runtime/fullsize.py
+    builds the full-size ones): the same strategy, accelerations and record; a -fast entry's
+    LoRA is not fused into random weights, and the record says so."""
+    from i2vkit.runtime.pipelines import wan
+
+    built: list[str] = []
+
+    def build(dtype: str):
+        built.append(dtype)
+        return wan.build_tiny(seed=5, twin="a14b")
+
+    loaded = Loader("wan-demo-a14b-fast", app, device="cpu", memory="fp8",
+                    options=Speed(cache="fbcache"), build=build).get()  # fmt: skip
+    assert built == ["fp32"] and loaded.options["lora"] == "not fused (random weights)"
+    assert loaded.options["memory"] == "fp8" and loaded.options["cache"].startswith("first-block")
+    s = request.make("wan-demo-a14b-fast", "preview", height=64, width=64, frames=5)
+    assert _run(loaded.pipe, s, image).shape == (5, 64, 64, 3)
