@@ -57,10 +57,10 @@ class Section:
 
 FULL = (
     Section("A", "Wan 2.1 I2V 14B at 480p, equal steps: docs vs i2vkit vs all options",
-            "wan2.1-i2v-14b-480p", (480, 832), 33, 8, ("attention", "compile", "cache", "fp8"),
+            "wan2.1-i2v-14b-480p", (480, 832), 17, 8, ("attention", "compile", "cache", "fp8"),
             only_all=True),
     Section("B", "few-step entry (4 steps, no CFG) vs the docs example at 40 steps with CFG",
-            "wan2.1-i2v-14b-480p-fast", (480, 832), 33, None, (), only_all=True),
+            "wan2.1-i2v-14b-480p-fast", (480, 832), 17, None, (), only_all=True),
     Section("C", "Wan 2.2 TI2V-5B at 480p: each option alone, then all",
             "wan2.2-ti2v-5b", (480, 832), 49, 10, ("attention", "compile", "cache", "fp8")),
     Section("D", "Wan 2.2 TI2V-5B at 720p: docs vs i2vkit vs all options",

@@ -83,17 +83,28 @@ def enable_cache(pipe: Any, speed: Speed) -> str:
 
 
 def compile_blocks(pipe: Any, on: bool) -> str:
+    """Regional compilation of every denoiser's repeated blocks. Where diffusers' hooks sit in
+    the blocks (the cache hook, fp8 layerwise casting, group offloading), their wrappers are
+    not traceable whole: the blocks then compile with graph breaks at the hooks (fullgraph
+    off) instead of failing; otherwise as whole graphs."""
     if not on:
         return "off"
     models = denoisers(pipe).values()
     lacking = [type(m).__name__ for m in models if not getattr(m, "_repeated_blocks", None)]
     if lacking:  # regional compilation needs the model to name its repeated blocks
         return f"off ({', '.join(lacking)} names no repeated blocks)"
-    blocks = set()
+    blocks, hooked = set(), False
     for model in models:
-        model.compile_repeated_blocks(fullgraph=True)
+        whole = not _hooked(model)
+        hooked = hooked or not whole
+        model.compile_repeated_blocks(fullgraph=whole)
         blocks.update(model._repeated_blocks)
-    return f"regional ({', '.join(sorted(blocks))})"
+    return f"regional ({', '.join(sorted(blocks))})" + (", graph breaks at hooks" if hooked else "")
+
+
+def _hooked(model: Any) -> bool:
+    """Whether diffusers' hooks wrap any module of `model` (they live in `_diffusers_hook`)."""
+    return any(getattr(m, "_diffusers_hook", None) is not None for m in model.modules())
 
 
 def apply(pipe: Any, speed: Speed, device: str) -> dict[str, str]:
