@@ -245,6 +245,13 @@ def _docs_job(entry: Model, pipe: Any, s: request.Request, image: Any):
     return job
 
 
+def _seeded(name: str, device: str, dtype: torch.dtype) -> Any:
+    """The full-size model with the same random weights every time it is built, so the runs'
+    videos can be compared (their distance) as with real weights."""
+    torch.manual_seed(0)
+    return fullsize.build(name, device, dtype)
+
+
 def configurations(options: tuple[str, ...], each: bool = True) -> list[tuple[str, str, Speed]]:
     """(run name, memory strategy, accelerations): i2vkit as it ships, each option alone (unless
     not `each`), all of them."""
@@ -311,12 +318,15 @@ def run(
 
     # 2. i2vkit as it ships, then each option, then all of them: a fresh load each
     runs, reference = [docs_run], None
+    job_flops = None
     for name, strategy, accel in configurations(tuple(options), each):
-        build = (lambda d, n=entry.name: fullsize.build(n, device, torch_dtype(d))) \
+        build = (lambda d, n=entry.name: _seeded(n, device, torch_dtype(d))) \
             if random_weights else None  # fmt: skip
         loader = Loader(entry.name, app, device, dtype, strategy, sized=s, options=accel,
                         build=build)  # fmt: skip
         loaded = loader.get()
+        if job_flops is None and flops is not None:  # i2vkit's job (a -fast one: fewer steps)
+            job_flops = fullsize.job_flops_for(entry.name, s, loaded.pipe)
         job = _i2vkit_job(entry, loaded.pipe, s, image)
         measured, frames = _measure(name, dtype, device, loaded.pipe, s, job, repeat, s.fps)
         measured.options = dict(loaded.options)
@@ -336,6 +346,8 @@ def run(
     return {
         "model": model, "device": device, "dtype": dtype, "settings": s, "docs_settings": docs_s,
         "docs_source": docs.source, "flops": flops, "matmul_rate": rate,
-        "floor_seconds": flops["total"] / rate if flops else None, "runs": runs, "repeat": repeat,
+        "floor_seconds": flops["total"] / rate if flops else None, "job_flops": job_flops,
+        "job_floor_seconds": job_flops["total"] / rate if job_flops else None,
+        "runs": runs, "repeat": repeat,
         "random_weights": random_weights, "notes": notes,
     }  # fmt: skip
