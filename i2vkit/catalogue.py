@@ -116,6 +116,10 @@ class Model(StrictModel):
     lora: Lora | None = None  # fused at load: a few-step `-fast` entry
     base: str = ""  # the catalogue model whose weights a `-fast` entry loads (and profiles)
     kind: str = "pipeline"  # "lora" for lora_files()'s view
+    # a distilled checkpoint's own timestep schedule, used when a job runs len(timesteps) steps
+    timesteps: tuple[float, ...] = ()
+    call: dict[str, float] = Field(default_factory=dict)  # the family's extra call settings
+    legacy: bool = False  # kept working, not where new work goes (shown by `i2vkit models`)
 
 
 def lora_files(model: Model) -> Model:

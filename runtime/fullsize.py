@@ -181,19 +181,30 @@ def build(
     if model_name not in known:
         raise UnknownNameError("full-size model", model_name, known)
     family = catalogue.model(model_name).family
-    default = torch.bfloat16 if family == "wan" else torch.float32
-    return BUILDERS[family](model_name, device, dtype or default)
+    default = torch.float32 if family == "i2vgen-xl" else torch.bfloat16
+    return builders()[family](model_name, device, dtype or default)
 
 
 def full_size_models() -> list[str]:
-    """The catalogue's models with a full-size architecture here, by name (a Wan model by its
-    repo: the distilled `-fast` rows share their base's)."""
-    wan_repos = config("wan")["repo"]
-    return sorted(
-        m.name
-        for m in catalogue.models()
-        if not m.local and m.family in BUILDERS and (m.family != "wan" or m.repo_id in wan_repos)
-    )
+    """The catalogue's models with a full-size architecture here, by name (a transformer
+    family's model by its repo in data/fullsize/<family>.toml: the distilled `-fast` rows share
+    their base's)."""
+    have = builders()
+    repos: dict[str, dict[str, Any] | None] = {f: config(f).get("repo") for f in have}
+
+    def has(m: catalogue.Model) -> bool:
+        known = repos.get(m.family)
+        return m.family in have and (known is None or m.repo_id in known)
+
+    return sorted(m.name for m in catalogue.models() if not m.local and has(m))
+
+
+def builders() -> dict[str, Callable[[str, str | torch.device, torch.dtype], Any]]:
+    """Every family's full-size builder: this module's, and runtime/fullsize_dit.py's (imported
+    here, not at the top: it builds on this module)."""
+    from i2vkit.runtime import fullsize_dit
+
+    return BUILDERS | fullsize_dit.BUILDERS
 
 
 def parameters(pipe: Any) -> dict[str, int]:
@@ -346,12 +357,15 @@ FLOPS: dict[str, Callable[[Any, Request], dict[str, int]]] = {
 def job_flops_for(model_name: str, s: Request, pipe: Any = None) -> dict[str, int]:
     """FLOPs of one job of a full-size model (step, denoise, encode, decode, total), counted on
     the meta device; `pipe` is the model already built (on any device), else built on meta."""
+    from i2vkit.runtime import fullsize_dit
+
     family = catalogue.model(model_name).family
-    if family not in FLOPS:
-        raise UnknownNameError("model family with a FLOP count", family, FLOPS)
+    counts = FLOPS | fullsize_dit.FLOPS
+    if family not in counts:
+        raise UnknownNameError("model family with a FLOP count", family, counts)
     if pipe is None:
         pipe = build(model_name, "meta")
-    return FLOPS[family](pipe, s)
+    return counts[family](pipe, s)
 
 
 def matmul_rate(device: str, dtype: torch.dtype, seconds: float = 1.0) -> float:

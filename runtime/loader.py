@@ -219,6 +219,9 @@ class Loader:
         self.build = build  # dtype -> pipeline, instead of the files (bench --random-weights)
         if memory != "auto":
             planner.strategy(memory)  # an unknown name is refused before anything loads
+        refused = speed.refusals(model, self.options)
+        if refused:  # an option that cannot apply is refused before anything loads
+            raise ConfigError("; ".join(refused))
         self.settings = settings
         self.device = device
         self.dtype = dtype

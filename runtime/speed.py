@@ -107,6 +107,60 @@ def _hooked(model: Any) -> bool:
     return any(getattr(m, "_diffusers_hook", None) is not None for m in model.modules())
 
 
+def refusals(model_name: str, speed: Speed) -> list[str]:
+    """Why an asked-for option cannot apply to the model's denoiser, one sentence each naming
+    the fix; empty when every one applies. Read from diffusers' own classes, so a diffusers
+    release that adds support lifts the refusal. Checked before anything loads: an option is
+    refused, never silently ignored."""
+    import diffusers
+
+    from i2vkit import catalogue
+    from i2vkit.runtime.pipelines import family
+
+    entry = catalogue.model(model_name)
+    name = family(entry.family).denoiser
+    cls = getattr(diffusers, name)
+    out = []
+    if speed.cache != "none":
+        why = _no_cache(cls)
+        if why:
+            out.append(f"--cache {speed.cache} does not apply to {entry.name}: {why}; "
+                       f"use --cache none")  # fmt: skip
+    if speed.compile and not getattr(cls, "_repeated_blocks", None):
+        out.append(f"--compile does not apply to {entry.name}: {name} names no repeated blocks "
+                   f"for regional compilation; leave --compile off")  # fmt: skip
+    return out
+
+
+def _no_cache(cls: Any) -> str:
+    """Why diffusers' FirstBlockCache cannot hook `cls`, or "" when it can: the class needs the
+    cache mixin, and its block class must be registered with the hooks (they find each block's
+    outputs through that registry)."""
+    import sys
+
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    if not hasattr(cls, "enable_cache"):
+        return f"{cls.__name__} has no cache hooks (diffusers writes them for transformers)"
+    module = sys.modules[cls.__module__]
+    for block in getattr(cls, "_repeated_blocks", None) or ():
+        block_cls = getattr(module, block, None)
+        if block_cls is None or not block.endswith("Block"):
+            continue
+        try:
+            TransformerBlockRegistry.get(block_cls)
+        except ValueError:
+            return (f"{block} is not registered with diffusers' cache hooks "
+                    f"(diffusers {diffusers_version()})")  # fmt: skip
+    return ""
+
+
+def diffusers_version() -> str:
+    from importlib.metadata import version
+
+    return version("diffusers")
+
+
 def apply(pipe: Any, speed: Speed, device: str) -> dict[str, str]:
     """Turn the options on; returns what each ended up as, for the job record. Compile goes
     last: it traces the blocks as the other options left them."""

@@ -151,16 +151,22 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = runtime_settings(c, model=model, token=token)
+    from i2vkit.errors import ConfigError
     from i2vkit.runtime.server import serve as run_server
     from i2vkit.runtime.server.service import ServeConfig
+    from i2vkit.runtime.speed import refusals
 
+    options = speed.parse(attention, compile, cache, cache_threshold)
+    refused = refusals(app.model, options)
+    if refused:  # before the server starts, not as its FAILED state
+        raise ConfigError("; ".join(refused))
     config = ServeConfig(
         app=app, model=app.model, host=host, port=int(port), preset=preset,
         queue_size=int(queue_size), token=app.token, insecure=insecure,
         stay_on_failure=stay_on_failure, dtype=dtype, devices=(device,) if device else (),
         retention_hours=float(retention_hours), interrupted=interrupted,
         startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
-        memory=memory, options=speed.parse(attention, compile, cache, cache_threshold),
+        memory=memory, options=options,
     )  # fmt: skip
     code = run_server(config)
     if code:

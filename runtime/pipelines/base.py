@@ -44,6 +44,7 @@ class Family:
     run: Callable[[Any, Generation], np.ndarray]  # -> (F, H, W, 3) uint8
     build_tiny: Callable[..., Any]  # (seed=0, scratch=None[, twin]) -> a pipeline, fp32, CPU
     pipeline: str | None = None  # the diffusers class to load with; None: model_index's own
+    denoiser: str = ""  # its denoiser's diffusers class: which accelerations apply (speed.py)
     # (twin, seed) -> {file name: state dict}: a random LoRA for a twin's `-fast` entry
     build_lora: Callable[..., dict[str, dict[str, torch.Tensor]]] | None = None
 
@@ -89,6 +90,14 @@ class EncodeDone:
     def __exit__(self, *exc: object) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+def fit(image: Any, height: int, width: int) -> Any:
+    """The image cropped to the video's aspect around its centre, then resized: the
+    transformer families' pipelines would stretch it."""
+    from PIL import ImageOps
+
+    return ImageOps.fit(image, (width, height))
 
 
 def make_scheduler(pipe: Any, name: str) -> Any:

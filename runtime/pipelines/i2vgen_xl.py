@@ -201,4 +201,4 @@ def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:
     )
 
 
-FAMILY = Family("i2vgen-xl", run, build_tiny)
+FAMILY = Family("i2vgen-xl", run, build_tiny, denoiser="I2VGenXLUNet")

@@ -112,4 +112,4 @@ def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:
     )
 
 
-FAMILY = Family("svd", run, build_tiny)
+FAMILY = Family("svd", run, build_tiny, denoiser="UNetSpatioTemporalConditionModel")

@@ -26,6 +26,7 @@ from i2vkit.runtime.pipelines.base import (
     EncodeDone,
     Family,
     Generation,
+    fit,
     step_callback,
     to_uint8_frames,
 )
@@ -46,14 +47,6 @@ def make_scheduler(pipe: Any, name: str, shift: float | None) -> Any:
     return UniPCMultistepScheduler.from_config(
         config, prediction_type="flow_prediction", use_flow_sigmas=True
     )
-
-
-def fit(image: Any, height: int, width: int) -> Any:
-    """The image cropped to the video's aspect around its centre, then resized: the pipeline
-    itself would stretch it."""
-    from PIL import ImageOps
-
-    return ImageOps.fit(image, (width, height))
 
 
 @torch.no_grad()
@@ -201,4 +194,11 @@ def _has(block: Any, attn: str, proj: str) -> bool:
         return False
 
 
-FAMILY = Family("wan", run, build_tiny, pipeline=PIPELINE, build_lora=build_lora)
+FAMILY = Family(
+    "wan",
+    run,
+    build_tiny,
+    pipeline=PIPELINE,
+    build_lora=build_lora,
+    denoiser="WanTransformer3DModel",
+)

@@ -11,7 +11,7 @@ from i2vkit import request
 from i2vkit.errors import CancelledError, UnknownNameError
 from i2vkit.runtime import memory
 from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.pipelines import FAMILIES, wan
+from i2vkit.runtime.pipelines import FAMILIES, base
 from i2vkit.runtime.pipelines.base import Generation
 from i2vkit.runtime.runner import Runner
 from tests.helpers.video import read_mp4
@@ -81,7 +81,7 @@ def test_the_image_keeps_its_aspect(app):
     wide = Image.new("RGB", (300, 100), (255, 0, 0))
     wide.paste((0, 0, 255), (0, 0, 100, 100))  # a blue left third a stretch would keep
     loaded = Loader("wan-demo", app, device="cpu").get()
-    fitted = wan.fit(wide, 64, 64)
+    fitted = base.fit(wide, 64, 64)
     assert fitted.size == (64, 64) and fitted.getpixel((32, 32)) == (255, 0, 0)
     assert fitted.getpixel((2, 32))[2] < 128  # the blue edge was cropped away
     assert loaded.pipe.config.expand_timesteps is True  # the TI2V twin's conditioning
