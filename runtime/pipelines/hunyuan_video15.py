@@ -121,9 +121,8 @@ def qwen_tokenizer(folder: Path) -> Any:
     for token in SPECIAL:  # the CLIP alphabet has <|endoftext|> already
         vocab.setdefault(token, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    specials: dict[str, Any] = {
-        "unk_token": None, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"
-    }  # fmt: skip
+    specials: dict[str, Any] = {"unk_token": None, "bos_token": None}
+    specials |= {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
     tokenizer = Qwen2Tokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), **specials)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
