@@ -201,6 +201,7 @@ def describe(plan: SetupPlan) -> dict[str, Any]:
         "wheelhouse": str(plan.wheelhouse) if plan.wheelhouse else None,
         "model": plan.model.name if plan.model else None,
         "repo": f"{plan.model.repo_id}@{plan.model.revision}" if plan.model else None,
+        "license": _licenses(plan.model) if plan.model else [],
         "files": [{"path": p, "bytes": b} for p, b in plan.files],
         "download_bytes": plan.download_bytes,
         "sources": _sources(plan),
@@ -208,6 +209,16 @@ def describe(plan: SetupPlan) -> dict[str, Any]:
         "steps": [s for s, on in (("env", plan.env), ("weights", plan.weights)) if on],
         "conda": _conda_packages(plan) if plan.backend in ("mamba", "rattler") else None,
     }
+
+
+def _licenses(model: catalogue.Model) -> list[str]:
+    """The terms the user accepts by downloading: the model's, and its LoRA's where it has one."""
+    terms = [f"{model.repo_id}: {model.license}"]
+    if model.lora:
+        terms.append(f"{model.lora.repo_id}: {model.lora.license}")
+    if model.gated:
+        terms.append(f"{model.repo_id} is gated: accept its terms on the Hub and set HF_TOKEN")
+    return terms
 
 
 def _sources(plan: SetupPlan) -> list[dict[str, str]]:

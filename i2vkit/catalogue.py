@@ -120,6 +120,10 @@ class Model(StrictModel):
     timesteps: tuple[float, ...] = ()
     call: dict[str, float] = Field(default_factory=dict)  # the family's extra call settings
     legacy: bool = False  # kept working, not where new work goes (shown by `i2vkit models`)
+    # the VAE decodes every frame in one pass (LTX, HunyuanVideo 1.5), so its memory grows with
+    # the frames; and whether it is always tiled (as the family's docs example does)
+    vae_whole_video: bool = False
+    vae_tiling: bool = False
 
 
 def lora_files(model: Model) -> Model:

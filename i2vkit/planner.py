@@ -194,8 +194,14 @@ def latent_positions(model: catalogue.Model, s: Request) -> int:
 
 def estimate(s: Request, profile: Profile, plan: Strategy = FULL) -> Estimate:
     model = catalogue.model(s.model)
-    chunk = model.latent_temporal if model.latent_temporal > 1 else min(s.decode_chunk, s.frames)
-    pixels = chunk * min(s.height * s.width, TILE_PIXELS if plan.vae_tiling else 10**12)
+    if model.vae_whole_video:  # every frame in one decoder pass
+        chunk = s.frames
+    elif model.latent_temporal > 1:  # one latent frame at a time (Wan's causal decoder)
+        chunk = model.latent_temporal
+    else:
+        chunk = min(s.decode_chunk, s.frames)
+    tiled = plan.vae_tiling or model.vae_tiling
+    pixels = chunk * min(s.height * s.width, TILE_PIXELS if tiled else 10**12)
     return Estimate(
         weights=resident_weights(model, profile, plan),
         denoise=int(profile.unet_bytes_per_position * latent_positions(model, s)),

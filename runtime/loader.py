@@ -200,7 +200,7 @@ def load(
         lora = fuse_lora(pipe, model, settings)
     elif model.lora:
         lora = "not fused (random weights)"
-    memory.apply(pipe, plan, device, torch_dtype(dtype))
+    memory.apply(pipe, plan, device, torch_dtype(dtype), tiling=model.vae_tiling)
     done = speed.apply(pipe, options or Speed(), device)
     record = {"memory": plan.name, "dtype": dtype, **done, "lora": lora}
     return Loaded(pipe, model, device, dtype, time.perf_counter() - started, plan, why, record)

@@ -20,8 +20,9 @@ def denoisers(pipe: Any) -> dict[str, Any]:
     return {n: getattr(pipe, n) for n in DENOISERS if getattr(pipe, n, None) is not None}
 
 
-def apply(pipe: Any, plan: Strategy, device: str, compute: Any) -> None:
-    """Place `pipe` on `device` under `plan`; `compute` is the torch dtype the job runs in."""
+def apply(pipe: Any, plan: Strategy, device: str, compute: Any, tiling: bool = False) -> None:
+    """Place `pipe` on `device` under `plan`; `compute` is the torch dtype the job runs in;
+    `tiling`: the VAE is tiled whatever the plan (the model's catalogue row says so)."""
     import torch
 
     cuda = device.startswith("cuda")
@@ -50,7 +51,7 @@ def apply(pipe: Any, plan: Strategy, device: str, compute: Any) -> None:
                 part.to(device)
     else:
         pipe.to(device)
-    if plan.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
+    if (plan.vae_tiling or tiling) and hasattr(pipe.vae, "enable_tiling"):
         pipe.vae.enable_tiling()
 
 

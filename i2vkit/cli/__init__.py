@@ -13,14 +13,15 @@ from pathlib import Path
 from invoke import Collection, Program
 
 from i2vkit import __version__
-from i2vkit.cli import bench, doctor, images, mirrors, runtime, setup
+from i2vkit.cli import bench, doctor, images, mirrors, models, runtime, setup
 
 
 def namespace() -> Collection:
     """Every task a deployment uses, in the order it meets them."""
     return Collection(
-        doctor.doctor, mirrors.mirrors_task, setup.setup, setup.lock, runtime.generate,
-        runtime.serve, bench.bench, runtime.calibrate, images.build_image, images.run_image,
+        doctor.doctor, models.models, mirrors.mirrors_task, setup.setup, setup.lock,
+        runtime.generate, runtime.serve, bench.bench, runtime.calibrate, images.build_image,
+        images.run_image,
     )  # fmt: skip
 
 

@@ -118,6 +118,8 @@ def draw_plan(data: dict[str, Any], console: Any) -> None:
         console.print(files)
         chain = " > ".join(f"{s['name']} ({s['url']})" for s in data["sources"])
         console.print(f"weights from: {chain}")
+        for terms in data["license"]:
+            console.print(f"licence: {terms}")
         if data["memory"]:
             names = [p["preset"] for p in data["memory"][0]["presets"]]
             memory = Table("GPU", *names, title=f"{data['model']}: memory strategy per preset "
