@@ -39,7 +39,7 @@ from i2vkit.runtime.loader import (
     torch_dtype,
 )
 from i2vkit.runtime.measure import PeakMemory
-from i2vkit.runtime.pipelines import FAMILIES
+from i2vkit.runtime.pipelines import FAMILIES, hunyuan_video15
 from i2vkit.runtime.pipelines.base import Generation
 from i2vkit.runtime.video import write_mp4
 from i2vkit.settings import Settings
@@ -58,6 +58,7 @@ class Docs:
     fp32: tuple[str, ...]
     offload: bool
     source: str
+    tiling: bool = False  # the example tiles its VAE
 
 
 DOCS = {
@@ -65,6 +66,10 @@ DOCS = {
                 "diffusers docs, api/pipelines/wan (image-to-video); Wan-AI's Diffusers READMEs"),
     "i2vgen-xl": Docs("fp16", (), True, "diffusers docs, api/pipelines/i2vgenxl"),
     "svd": Docs("fp16", (), True, "diffusers docs, using-diffusers/svd"),
+    "ltx": Docs("bf16", (), False,
+                "diffusers docs, api/pipelines/ltx_video (LTXConditionPipeline, image condition)"),
+    "hunyuan-video-1.5": Docs("bf16", (), True, "HunyuanVideo15ImageToVideoPipeline's docstring "
+                              "example (model CPU offload, VAE tiling), at the job's size", True),
 }  # fmt: skip
 
 
@@ -158,6 +163,8 @@ def docs_pipeline(entry: Model, app: Settings, device: str, random_weights: bool
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
+    if docs.tiling:
+        pipe.vae.enable_tiling()
     _transformers5_alias(pipe)
     return pipe
 
@@ -195,6 +202,18 @@ def docs_call(entry: Model, pipe: Any, s: request.Request, image: Any, steps: in
     elif entry.family == "wan":
         out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None,
                    guidance_scale=s.guidance)  # fmt: skip
+    elif entry.family == "ltx":  # the docs' decode settings; a distilled model's timesteps
+        own = list(entry.timesteps) if len(entry.timesteps) == steps else None
+        out = pipe(**common | {"num_inference_steps": None if own else steps}, timesteps=own,
+                   prompt=s.prompt, negative_prompt=s.negative_prompt or None,
+                   guidance_scale=s.guidance, frame_rate=s.fps, **entry.call)  # fmt: skip
+    elif entry.family == "hunyuan-video-1.5":
+        # no size arguments: the stock call takes the bucket nearest the image at its target
+        # size; pinned to the job's so both sides make the same video (the guidance is the
+        # repo's guider, as the example leaves it)
+        del common["height"], common["width"]
+        with hunyuan_video15.sized(pipe, s.height, s.width):
+            out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None)
     else:
         out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None,
                    guidance_scale=s.guidance)  # fmt: skip
@@ -252,11 +271,28 @@ def _seeded(name: str, device: str, dtype: torch.dtype) -> Any:
     return fullsize.build(name, device, dtype)
 
 
+# each option alone: (memory strategy, accelerations)
+ONE = {"attention": ("full", Speed(attention="auto")), "compile": ("full", Speed(compile=True)),
+       "cache": ("full", Speed(cache="fbcache")), "fp8": ("fp8", Speed())}  # fmt: skip
+
+
+def applicable(model: str, options: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The options the model's denoiser takes, and why each other one is left out (the
+    refusal the loader would give)."""
+    kept, notes = [], []
+    for option in options:
+        refused = speed.refusals(model, ONE[option][1]) if option in ONE else []
+        if refused:
+            notes.append(f"+{option} not run: {'; '.join(refused)}")
+        else:
+            kept.append(option)
+    return tuple(kept), notes
+
+
 def configurations(options: tuple[str, ...], each: bool = True) -> list[tuple[str, str, Speed]]:
     """(run name, memory strategy, accelerations): i2vkit as it ships, each option alone (unless
     not `each`), all of them."""
-    one = {"attention": ("full", Speed(attention="auto")), "compile": ("full", Speed(compile=True)),
-           "cache": ("full", Speed(cache="fbcache")), "fp8": ("fp8", Speed())}  # fmt: skip
+    one = ONE
     unknown = set(options) - set(one)
     if unknown:
         raise ConfigError(f"bench option(s) {', '.join(sorted(unknown))} unknown; known: "
@@ -295,7 +331,7 @@ def run(
     base = catalogue.model(entry.base) if entry.base else entry
     if random_weights and entry.local:
         random_weights = False  # a twin's weights are on disk already
-    notes = []
+    options, notes = applicable(entry.name, tuple(options))
 
     # 1. The documentation example (the base model's, at its steps and guidance, for -fast)
     docs = DOCS[base.family]

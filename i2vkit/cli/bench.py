@@ -3,6 +3,7 @@ acceleration alone and all together, drawn as a table of ratios (runtime/bench.p
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from i2vkit.settings import Settings
         "options": "accelerations to measure one by one and together, comma-separated: "
         "attention, compile, cache, fp8 (default: all on a GPU, cache,fp8 on a CPU)",
         "json": "also write the figures as JSON to this file",
+        "all-families": "one tiny twin per family (docs example vs i2vkit), then one table: "
+        "s/step, end to end, peak memory, the planner's estimate, the FLOP floor",
     }
 )  # fmt: skip
 def bench(
@@ -44,11 +47,25 @@ def bench(
     repeat: int = 3,
     options: str | None = None,
     json: str | None = None,
+    all_families: bool = False,
 ) -> None:
     """The model's diffusers docs example vs i2vkit on the same job, as ratios."""
     from rich.console import Console
 
     app = runtime_settings(c, model=model)
+    if all_families:
+        results = [
+            _bench(dataclasses.replace(app, model=twin), Path(image) if image else None,
+                   False, preset, {"seed": seed, "steps": steps}, dtype, device, Console(),
+                   int(repeat), ())
+            for twin in family_twins()
+        ]  # fmt: skip
+        draw_families(results, app, Console())
+        if json:
+            from i2vkit.files import write_text
+
+            write_text(Path(json), bench_json({"families": results}))
+        return
     sizes = dict(height=height, width=width, frames=frames, steps=steps, seed=seed)
     chosen = tuple(o.strip() for o in options.split(",") if o.strip()) if options else None
     result = _bench(app, Path(image) if image else None, random_weights, preset, sizes, dtype,
@@ -161,3 +178,39 @@ def _draw_floor(result: dict[str, Any], docs: Any, floor: float, console: Any) -
         f"{_flops(result['matmul_rate'])}/s ({result['dtype']}); floor {floor:.3g} s "
         f"(the docs example is {docs.seconds / floor:.1f}x the floor)"
     )
+
+
+def family_twins() -> list[str]:
+    """One tiny twin per family: the catalogue's first of each (not a few-step entry)."""
+    from i2vkit import catalogue
+
+    twins: dict[str, str] = {}
+    for m in catalogue.models():
+        if m.local and not m.base and not m.lora:
+            twins.setdefault(m.family, m.name)
+    return list(twins.values())
+
+
+def draw_families(results: list[dict[str, Any]], app: Settings, console: Any) -> None:
+    """Per family: steps, s/step, end to end (i2vkit and the docs example), peak memory, the
+    planner's estimate for the job, and how far the end to end is from the FLOP floor."""
+    from rich.table import Table
+
+    from i2vkit import catalogue, planner
+
+    table = Table("family", "model", "steps", "s/step", "end to end s", "vs docs", "peak",
+                  "planner estimate", "x floor", title="every family, tiny twins, "
+                  f"{results[0]['device']}")  # fmt: skip
+    for r in results:
+        docs, mine, s = r["runs"][0], r["runs"][1], r["settings"]
+        profile = planner.profile_for(r["model"], r["device"].split(":")[0], r["dtype"], app.home)
+        est = planner.estimate(s, profile)
+        floor = r["job_floor_seconds"]
+        table.add_row(
+            catalogue.model(r["model"]).family, r["model"], str(s.steps),
+            f"{mine.denoise_seconds / s.steps:.3f}" if mine.denoise_seconds else "-",
+            f"{mine.seconds:.2f}", f"{docs.seconds / mine.seconds:.2f}x",
+            _bytes(mine.peak_bytes), f"{_bytes(est.peak)} ({est.source.split(':')[0]})",
+            f"{mine.seconds / floor:.0f}x" if floor else "-",
+        )  # fmt: skip
+    console.print(table)

@@ -147,3 +147,26 @@ def test_global_config_is_written_only_when_asked(setup_env, small_sources):
     assert small_sources["pypi"].url in (user / "pip" / "pip.conf").read_text()
     assert small_sources["pypi"].url in (user / "uv" / "uv.toml").read_text()
     assert (Path(setup_env["HOME"]) / ".condarc").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "terms"),
+    [
+        ("hunyuan-video-1.5-i2v-480p", "not licensed in the EU, the UK or South Korea"),
+        ("ltx-video-13b-0.9.8-fast", "LTXV Open Weights License"),
+        ("wan2.2-i2v-a14b-fast", "Apache-2.0"),  # the model's and its LoRA's
+    ],
+)
+def test_the_plan_states_the_licence_terms_before_downloading(tmp_path, model, terms):
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "setup", "--dry-run", "--model", model, "--json"],
+        cwd=ROOT, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import json
+
+    licences = json.loads(done.stdout)["plan"]["license"]
+    assert any(terms in line for line in licences), licences
+    if model.startswith("wan"):
+        assert len(licences) == 2  # the LoRA's terms too

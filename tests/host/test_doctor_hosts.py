@@ -37,14 +37,6 @@ def doctor_json(fake_nvml_dir: Path, *args: str, **fake: str) -> dict:
     return data
 
 
-@pytest.fixture
-def no_nvml_dir(tmp_path: Path) -> Path:
-    """A folder whose libnvidia-ml.so.1 is not a library: the loader stops at it (LD_LIBRARY_PATH
-    comes first), so pynvml cannot load NVML here even where a real driver is installed."""
-    (tmp_path / "libnvidia-ml.so.1").write_bytes(b"")
-    return tmp_path
-
-
 def test_no_library_is_cpu_only_in_one_line(no_nvml_dir):
     result = doctor(no_nvml_dir)
     assert result.returncode == 0, result.stderr

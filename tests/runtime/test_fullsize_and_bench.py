@@ -126,3 +126,26 @@ def test_invoke_generate_refuses_bad_input_with_exit_2(app, tmp_path):
     )
     assert result.returncode == 2
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_invoke_bench_all_families_draws_one_row_per_family(app, tmp_path):
+    """One tiny twin per family, each against its docs example, then one table: s/step, end
+    to end, peak memory, the planner's estimate, the distance from the FLOP floor."""
+    out = tmp_path / "families.json"
+    result = run_invoke(
+        "bench", "--all-families", "--steps", "3", "--device", "cpu", "--repeat", "1",
+        "--json", str(out), env={"I2VKIT_HOME": str(app.home), "COLUMNS": "200"}, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    table = result.stdout[result.stdout.index("every family, tiny twins") :]
+    for family in ("i2vgen-xl", "svd", "wan", "ltx", "hunyuan-video-1.5"):
+        assert f"│ {family} " in table, family
+    figures = json.loads(out.read_text())["families"]
+    assert [f["model"] for f in figures] == ["demo", "demo-svd", "wan-demo", "ltx-demo",
+                                            "hunyuan-demo"]  # fmt: skip
+    for f in figures:
+        docs, mine = f["runs"]
+        assert docs["name"] == "docs example" and mine["name"] == "i2vkit"
+        assert mine["steps"] == docs["steps"] == 3 and mine["seconds"] > 0
+        assert (f["job_floor_seconds"] is None) == (f["model"] == "demo-svd")  # SVD: no count
