@@ -49,6 +49,9 @@ def test_the_wheel_holds_one_package_with_its_data(installed):
         "i2vkit/images/Dockerfile", "i2vkit/runtime/server/web/index.html",
         "i2vkit/runtime/data/fullsize/i2vgen-xl.toml", "i2vkit/runtime/pipelines/svd.py",
         "i2vkit/runtime/data/fullsize/wan.toml", "i2vkit/data/model_costs.toml",
+        "i2vkit/runtime/data/fullsize/ltx.toml",
+        "i2vkit/runtime/data/fullsize/hunyuan-video-1.5.toml",
+        "i2vkit/runtime/pipelines/ltx.py", "i2vkit/runtime/pipelines/hunyuan_video15.py",
     ):  # fmt: skip
         assert data in names, data
     entry = next(n for n in names if n.endswith("entry_points.txt"))
