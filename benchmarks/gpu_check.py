@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --out gpu_check.json          # on the GPU machine
     python benchmarks/gpu_check.py --smoke --out smoke.json       # the same code on a CPU, tiny
 
-Full-size Wan architectures with random weights (speed and memory do not depend on the values;
+Full-size architectures (Wan; then LTX-Video and HunyuanVideo 1.5) with random weights (speed and memory do not depend on the values;
 the GPU machines reach no hub), each measured by `i2vkit bench`'s own code (runtime/bench.py)
 against the model's diffusers documentation example in the same run:
 
@@ -15,6 +15,9 @@ against the model's diffusers documentation example in the same run:
   D. Wan 2.2 TI2V-5B at 720p: the docs example, as shipped, all.
   E. Peak memory of every i2vkit run against the memory planner's estimate (target: within 10%),
      and every run's distance from the FLOP floor.
+  F. LTX-Video 2B 0.9.5 at 512x768: the docs example, as shipped, all (the low-memory tier).
+  G. HunyuanVideo 1.5 480p step-distilled: the docs example, as shipped, all (its blocks take no
+     cache hook: that option is left out with the loader's reason).
 
 Sections run in that order while the time budget lasts; the JSON is rewritten after each one, so
 what finished survives a timeout, and a section that fails records its error and the next one
@@ -66,6 +69,12 @@ FULL = (
     Section("D", "Wan 2.2 TI2V-5B at 720p: docs vs i2vkit vs all options",
             "wan2.2-ti2v-5b", (704, 1280), 49, 10, ("attention", "compile", "cache", "fp8"),
             only_all=True),
+    Section("F", "LTX-Video 2B 0.9.5 at 512x768: docs vs i2vkit vs all options",
+            "ltx-video-2b-0.9.5", (512, 768), 49, 20, ("attention", "compile", "cache", "fp8"),
+            only_all=True),
+    Section("G", "HunyuanVideo 1.5 480p step-distilled: docs vs i2vkit vs all options",
+            "hunyuan-video-1.5-i2v-480p-fast", (480, 848), 33, None,
+            ("attention", "compile", "cache", "fp8"), only_all=True),
 )  # fmt: skip
 # --smoke: the same sections on the tiny twins, on a CPU, in about a minute (tests run it)
 SMOKE = (
@@ -75,6 +84,10 @@ SMOKE = (
             (64, 64), 5, None, (), only_all=True),
     Section("C", "twin: each option alone, then all", "wan-demo", (64, 64), 5, 6,
             ("cache", "fp8")),
+    Section("F", "LTX twin: docs vs i2vkit vs all", "ltx-demo", (64, 96), 9, 4,
+            ("cache", "fp8"), only_all=True),
+    Section("G", "HunyuanVideo 1.5 twin: docs vs i2vkit vs all (cache refused)", "hunyuan-demo",
+            (64, 80), 5, 4, ("cache", "fp8"), only_all=True),
 )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ def test_the_gpu_check_runs_every_section_and_writes_its_figures(app, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["sections"]) == {"A", "B", "C"} and not report["skipped"]
+    assert set(report["sections"]) == {"A", "B", "C", "F", "G"} and not report["skipped"]
     a, b, c = (report["sections"][k] for k in "ABC")
     assert [r["name"] for r in a["runs"]] == ["docs example", "i2vkit", "all"]
     assert [r["name"] for r in c["runs"]] == ["docs example", "i2vkit", "+cache", "+fp8", "all"]
@@ -30,3 +30,10 @@ def test_the_gpu_check_runs_every_section_and_writes_its_figures(app, tmp_path):
     assert fast["vs_docs"] > 1
     for row in (r for s in (a, b, c) for r in s["runs"][1:]):
         assert row["planner_estimate_bytes"] > 0 and row["x_floor"] > 0
+    # F, G: the LTX and HunyuanVideo 1.5 twins; HunyuanVideo 1.5's cache option is left out
+    f, g = report["sections"]["F"], report["sections"]["G"]
+    assert [r["name"] for r in f["runs"]] == ["docs example", "i2vkit", "all"]
+    assert f["runs"][2]["options"]["cache"].startswith("first-block cache")
+    assert [r["name"] for r in g["runs"]] == ["docs example", "i2vkit", "all"]
+    assert g["runs"][2]["options"]["cache"] == "off"
+    assert any("+cache not run" in note for note in g["notes"])
