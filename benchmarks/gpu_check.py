@@ -4,8 +4,9 @@
     python benchmarks/gpu_check.py --smoke --out smoke.json       # the same code on a CPU, tiny
 
 Full-size architectures (Wan, then LTX-Video and HunyuanVideo 1.5) with random weights (speed
-and memory do not depend on the values; the GPU machines reach no hub), each measured by `i2vkit bench`'s own code (runtime/bench.py)
-against the model's diffusers documentation example in the same run:
+and memory do not depend on the values; the GPU machines reach no hub), each measured by
+`i2vkit bench`'s own code (runtime/bench.py) against the model's diffusers documentation example
+in the same run:
 
   A. Wan 2.1 I2V 14B at 480p, equal steps: the docs example, i2vkit as shipped, i2vkit with every
      acceleration (target: 2x the docs example; LightX2V reports 1.89x on this model).
