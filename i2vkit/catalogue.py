@@ -100,6 +100,7 @@ class Model(StrictModel):
     twin: str = ""  # which of the family's twins, where it has several
     size_multiple: int = 64  # height and width are multiples of it (the latent grid)
     frames_step: int = 1  # frames = k * frames_step + 1 (Wan's VAE packs 4 frames); 1: any
+    frames_max: int = 0  # the most frames the model was trained to make; 0: presets.toml's limit
     schedulers: tuple[str, ...] = ("ddim", "dpm++", "euler")  # what the family's run takes
     shift: float | None = None  # the flow-matching schedulers' shift (Wan)
     guidance_2: float | None = None  # the second expert's guidance (Wan 2.2 A14B)

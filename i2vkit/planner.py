@@ -33,7 +33,11 @@ GIB = 1024**3
 MARGIN = 0.90  # plan to use at most 90% of what is free: allocator fragmentation, other users
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 DENOISERS = ("transformer", "transformer_2", "unet")
-ENCODERS = ("text_encoder", "image_encoder")
+ENCODERS = (
+    "text_encoder",
+    "text_encoder_2",
+    "image_encoder",
+)  # text_encoder_2: HunyuanVideo 1.5's byT5
 # An offloaded denoiser holds about two of its ~40 blocks on the device at once (the one that
 # runs and the one the stream prefetches): 5% of its weights.
 ONLOADED = 0.05

@@ -152,6 +152,11 @@ def _check_for(entry: catalogue.Model, r: Request) -> None:
             f"frames={r.frames} does not fit {entry.name} (frames = {step}k+1: its VAE packs "
             f"{step} frames into one latent); try frames={near}"
         )
+    if entry.frames_max and r.frames > entry.frames_max:
+        problems.append(
+            f"frames={r.frames} is more than {entry.name} makes (at most {entry.frames_max}); "
+            f"try frames={entry.frames_max}"
+        )
     if r.scheduler not in entry.schedulers:
         problems.append(
             f"scheduler {r.scheduler!r} is unknown for {entry.name}; known: "

@@ -202,7 +202,7 @@ class Service:
             "size_multiple": max(model.size_multiple, limits.size_multiple),
             "size_min": limits.size_min, "size_max": limits.size_max,
             "frames_step": model.frames_step, "frames_min": limits.frames_min,
-            "frames_max": limits.frames_max, "steps_max": limits.steps_max,
+            "frames_max": model.frames_max or limits.frames_max, "steps_max": limits.steps_max,
             "schedulers": list(model.schedulers), "scheduler": model.scheduler,
             "guidance": model.guidance, "fps": model.fps,
         }  # fmt: skip

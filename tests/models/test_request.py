@@ -60,8 +60,13 @@ def test_numbers_as_text_are_taken_as_the_cli_and_the_form_send_them():
         ),
         ("demo", {"scheduler": "unipc"}, "scheduler 'unipc' is unknown for demo"),
         ("demo", {"height": 144}, "height=144 is not a multiple of 64; try height=128"),
+        ("ltx-demo", {"frames": 13}, "frames=13 does not fit ltx-demo (frames = 8k+1"),
+        ("ltx-video-2b-0.9.5", {"width": 720}, "width=720 is not a multiple of 32; try width=704"),
+        ("hunyuan-video-1.5-i2v-480p", {"frames": 161},
+         "frames=161 is more than hunyuan-video-1.5-i2v-480p makes (at most 129); try frames=129"),
+        ("hunyuan-video-1.5-i2v-480p", {"scheduler": "unipc"}, "known: euler"),
     ],
-)
+)  # fmt: skip
 def test_each_model_s_own_rules(model, change, message):
     if message is None:
         assert request.make(model, "preview", **change).height == change["height"]
