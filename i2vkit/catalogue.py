@@ -119,7 +119,8 @@ class Model(StrictModel):
     kind: str = "pipeline"  # "lora" for lora_files()'s view
     # a distilled checkpoint's own timestep schedule, used when a job runs len(timesteps) steps
     timesteps: tuple[float, ...] = ()
-    call: dict[str, float] = Field(default_factory=dict)  # the family's extra call settings
+    # the family's extra call settings (LTX's decode timestep, LTX-2's guidance blocks, ...)
+    call: dict[str, float | bool | list[int]] = Field(default_factory=dict)
     legacy: bool = False  # kept working, not where new work goes (shown by `i2vkit models`)
     # the VAE decodes every frame in one pass (LTX, HunyuanVideo 1.5), so its memory grows with
     # the frames; and whether it is always tiled (as the family's docs example does)

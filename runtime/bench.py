@@ -68,6 +68,8 @@ DOCS = {
     "svd": Docs("fp16", (), True, "diffusers docs, using-diffusers/svd"),
     "ltx": Docs("bf16", (), False,
                 "diffusers docs, api/pipelines/ltx_video (LTXConditionPipeline, image condition)"),
+    "ltx2": Docs("bf16", (), True, "LTX2ImageToVideoPipeline's docstring example (bf16, model "
+                 "CPU offload, the call's own guidance defaults)"),
     "hunyuan-video-1.5": Docs("bf16", (), True, "HunyuanVideo15ImageToVideoPipeline's docstring "
                               "example (model CPU offload, VAE tiling), at the job's size", True),
 }  # fmt: skip
@@ -207,6 +209,9 @@ def docs_call(entry: Model, pipe: Any, s: request.Request, image: Any, steps: in
         out = pipe(**common | {"num_inference_steps": None if own else steps}, timesteps=own,
                    prompt=s.prompt, negative_prompt=s.negative_prompt or None,
                    guidance_scale=s.guidance, frame_rate=s.fps, **entry.call)  # fmt: skip
+    elif entry.family == "ltx2":  # as the example: video and audio, guidance 3, 24 fps
+        out = pipe(**common, prompt=s.prompt, negative_prompt=s.negative_prompt or None,
+                   guidance_scale=s.guidance, frame_rate=float(s.fps))  # fmt: skip
     elif entry.family == "hunyuan-video-1.5":
         # no size arguments: the stock call takes the bucket nearest the image at its target
         # size; pinned to the job's so both sides make the same video (the guidance is the

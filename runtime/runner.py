@@ -130,7 +130,7 @@ class Runner:
                 frames, job = self._retry_safer(loaded, job, run)
                 retried = True
             stages("write", 0, 1)
-            write_mp4(frames, out, fps=job.request.fps)
+            write_mp4(frames, out, fps=job.request.fps, audio=job.audio)
             stages("write", 1, 1)
             stages.close()
         seconds = {**stages.seconds, "total": time.perf_counter() - started}

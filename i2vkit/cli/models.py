@@ -11,7 +11,7 @@ from i2vkit.cli.base import command, settings
 
 @command(
     help={
-        "family": "only this family (i2vgen-xl, svd, wan, ltx, hunyuan-video-1.5)",
+        "family": "only this family (i2vgen-xl, svd, wan, ltx, ltx2, hunyuan-video-1.5)",
         "json": "print the list as JSON",
     }
 )

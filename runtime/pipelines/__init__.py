@@ -6,12 +6,19 @@ weights. Adding a family is a module here, a line below, and rows in i2vkit/data
 from __future__ import annotations
 
 from i2vkit.errors import UnknownNameError
-from i2vkit.runtime.pipelines import hunyuan_video15, i2vgen_xl, ltx, svd, wan
+from i2vkit.runtime.pipelines import hunyuan_video15, i2vgen_xl, ltx, ltx2, svd, wan
 from i2vkit.runtime.pipelines.base import Family
 
 FAMILIES: dict[str, Family] = {
     f.name: f
-    for f in (i2vgen_xl.FAMILY, svd.FAMILY, wan.FAMILY, ltx.FAMILY, hunyuan_video15.FAMILY)
+    for f in (
+        i2vgen_xl.FAMILY,
+        svd.FAMILY,
+        wan.FAMILY,
+        ltx.FAMILY,
+        ltx2.FAMILY,
+        hunyuan_video15.FAMILY,
+    )
 }
 
 

@@ -25,6 +25,14 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class Audio:
+    """A video's sound track (LTX-2 makes one): float samples in [-1, 1]."""
+
+    samples: np.ndarray  # (channels, samples) float32
+    rate: int  # samples per second
+
+
 @dataclass
 class Generation:
     """One request on a loaded pipeline: what a family's `run` receives."""
@@ -33,6 +41,7 @@ class Generation:
     image: Any  # PIL.Image, RGB
     progress: OnProgress = _no_progress
     cancelled: Callable[[], bool] = lambda: False
+    audio: Audio | None = None  # set by a family whose model makes sound, muxed into the mp4
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def test_the_wheel_holds_one_package_with_its_data(installed):
         "i2vkit/runtime/data/fullsize/ltx.toml",
         "i2vkit/runtime/data/fullsize/hunyuan-video-1.5.toml",
         "i2vkit/runtime/pipelines/ltx.py", "i2vkit/runtime/pipelines/hunyuan_video15.py",
+        "i2vkit/runtime/data/fullsize/ltx2.toml", "i2vkit/runtime/pipelines/ltx2.py",
     ):  # fmt: skip
         assert data in names, data
     entry = next(n for n in names if n.endswith("entry_points.txt"))

@@ -11,7 +11,7 @@ from tests.helpers.invoke import run_invoke
 
 RTX_4090 = "NVIDIA GeForce RTX 4090|24564|24000|8.9"
 H100 = "NVIDIA H100 80GB HBM3|81559|80000|9.0"
-FAMILIES = {"i2vgen-xl", "svd", "wan", "ltx", "hunyuan-video-1.5"}
+FAMILIES = {"i2vgen-xl", "svd", "wan", "ltx", "ltx2", "hunyuan-video-1.5"}
 
 
 def models(lib_dir: Path, *args: str, **fake: str):

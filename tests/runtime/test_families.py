@@ -1,7 +1,8 @@
-"""LTX-Video and HunyuanVideo 1.5 on their tiny twins, through the same loader and runner as every
-family: the asked size and frames, seeds, progress and cancel, what guidance and a distilled
-schedule change, accelerations a denoiser cannot take refused before loading; and the full-size
-architectures on the meta device (parameters equal to the catalogue's, FLOPs)."""
+"""LTX-Video, LTX-2 and HunyuanVideo 1.5 on their tiny twins, through the same loader and runner
+as every family: the asked size and frames, seeds, progress and cancel, what guidance and a
+distilled schedule change, LTX-2's sound track, accelerations a denoiser cannot take refused
+before loading; and the full-size architectures on the meta device (parameters equal to the
+catalogue's, FLOPs)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from tests.helpers.video import read_mp4
 # (twin, a small job it takes: LTX sizes are multiples of 32 and frames 8k+1; HunyuanVideo
 # 1.5's multiples of 16 and 4k+1)
 TWINS = {"ltx-demo": {"height": 64, "width": 96, "frames": 9, "steps": 4},
+         "ltx2-demo": {"height": 64, "width": 96, "frames": 9, "steps": 4},
          "hunyuan-demo": {"height": 64, "width": 80, "frames": 5, "steps": 4}}  # fmt: skip
+DIT = ("ltx", "ltx2", "hunyuan-video-1.5")
 
 
 def small(model: str, **changes):
@@ -156,13 +159,36 @@ def test_the_cache_hook_runs_on_ltx(app, image):
     assert calls.total == 10 and calls.skipped > 0
 
 
-FULL = [m for m in fullsize.full_size_models()
-        if catalogue.model(m).family in ("ltx", "hunyuan-video-1.5")]  # fmt: skip
+def test_ltx2_makes_a_sound_track_and_the_mp4_carries_it(app, image, tmp_path):
+    """Video and audio from one model: the audio (24 kHz stereo, as long as the video within
+    the causal decoder's few frames) goes into the mp4 as an AAC track. Each step runs CFG as a
+    batch of two, then the guidance passes (spatio-temporal, modality): three forwards."""
+    import av
+
+    runner = Runner(Loader("ltx2-demo", app, device="cpu"), app)
+    batches, hook = _forwards(runner.loader.get().pipe)
+    try:
+        s = small("ltx2-demo", steps=3)
+        runner.generate(s, image, tmp_path / "a.mp4")
+    finally:
+        hook.remove()
+    assert batches == [2, 1, 1] * 3
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        kinds = {stream.type: stream for stream in container.streams}
+        assert set(kinds) == {"video", "audio"}
+        audio = kinds["audio"].codec_context
+        assert (audio.name, audio.sample_rate, audio.channels) == ("aac", 24000, 2)
+        seconds = float(container.duration) / 1e6
+    assert seconds == pytest.approx(s.frames / s.fps, abs=0.05)
+    assert read_mp4(tmp_path / "a.mp4").shape == (9, 64, 96, 3)
 
 
-def test_every_ltx_and_hunyuan_model_has_a_full_size_architecture():
+FULL = [m for m in fullsize.full_size_models() if catalogue.model(m).family in DIT]
+
+
+def test_every_ltx_ltx2_and_hunyuan_model_has_a_full_size_architecture():
     assert set(FULL) == {m.name for m in catalogue.models()
-                         if m.family in ("ltx", "hunyuan-video-1.5") and not m.local}  # fmt: skip
+                         if m.family in DIT and not m.local}  # fmt: skip
 
 
 @pytest.mark.parametrize("model", FULL)
@@ -193,3 +219,16 @@ def test_full_size_flops_double_with_cfg_and_grow_with_the_frames(model):
     )
     floor = 2 * catalogue.model(model).components["transformer"] * tokens
     assert floor / 2 < without["step"] < 4 * floor
+
+
+def test_ltx2_runs_four_batch_one_forwards_a_step_with_its_defaults():
+    """CFG (a batch of two: on while the audio's guidance, 7 by default, is above 1, even at
+    guidance 1), the spatio-temporal guidance pass and the modality pass."""
+    from i2vkit.runtime import fullsize_dit
+
+    pipe = fullsize.build("ltx-2-19b", "meta")
+    s = request.make("ltx-2-19b", "preview")
+    assert fullsize_dit.ltx2_passes(pipe, s) == (True, True, True)
+    assert fullsize_dit.ltx2_passes(pipe, s.replace(guidance=1.0)) == (True, True, True)
+    flops = fullsize.job_flops_for("ltx-2-19b", s, pipe)
+    assert flops["step"] % 4 == 0 and flops["denoise"] == flops["step"] * s.steps

@@ -139,11 +139,11 @@ def test_invoke_bench_all_families_draws_one_row_per_family(app, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("every family, tiny twins") :]
-    for family in ("i2vgen-xl", "svd", "wan", "ltx", "hunyuan-video-1.5"):
+    for family in ("i2vgen-xl", "svd", "wan", "ltx", "ltx2", "hunyuan-video-1.5"):
         assert f"│ {family} " in table, family
     figures = json.loads(out.read_text())["families"]
     assert [f["model"] for f in figures] == ["demo", "demo-svd", "wan-demo", "ltx-demo",
-                                            "hunyuan-demo"]  # fmt: skip
+                                            "hunyuan-demo", "ltx2-demo"]  # fmt: skip
     for f in figures:
         docs, mine = f["runs"]
         assert docs["name"] == "docs example" and mine["name"] == "i2vkit"

@@ -1,7 +1,7 @@
-"""The LTX-Video and HunyuanVideo 1.5 tiny twins through `invoke serve` as a user meets them: a
-job's progress events and its mp4 at the model's size and frame rate, refusals that name a value
-that works, cancel at the next step, the same seed twice, and the web page in Debian's chromium.
-One real server process per family."""
+"""The LTX-Video, LTX-2 and HunyuanVideo 1.5 tiny twins through `invoke serve` as a user meets
+them: a job's progress events and its mp4 at the model's size and frame rate, refusals that name
+a value that works, cancel at the next step, the same seed twice, and the web page in Debian's
+chromium. One real server process per family."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ from tests.helpers.video import frame_rate, read_mp4
 # A job each twin takes, and a setting each refuses with the value it would take
 JOBS = {
     "ltx-demo": {"height": "64", "width": "96", "frames": "9", "steps": "3"},
+    "ltx2-demo": {"height": "64", "width": "96", "frames": "9", "steps": "3"},
     "hunyuan-demo": {"height": "64", "width": "80", "frames": "5", "steps": "3"},
 }
 REFUSED = {
     "ltx-demo": ("frames", "12", "frames=12 does not fit ltx-demo (frames = 8k+1", "9"),
+    "ltx2-demo": ("height", "80", "height=80 is not a multiple of 32; try height=64", "64"),
     "hunyuan-demo": ("width", "88", "width=88 is not a multiple of 16; try width=96", "96"),
 }
 
@@ -138,6 +140,8 @@ def test_the_page_makes_a_video_from_the_model_s_preset(served, browser, tmp_pat
     page.wait_for_function(
         "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'", timeout=90_000
     )
+    page.wait_for_function("document.querySelector('#download').getAttribute('href')",
+                           timeout=60_000)  # fmt: skip
     job_id = page.get_attribute("#download", "href").split("/")[-2]
     page.close()
     job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
