@@ -114,6 +114,7 @@ class Model(StrictModel):
     latent_temporal: int = 1
     patch: int = 1
     cfg_batched: bool = True
+    cfg_always: bool = False  # CFG runs at any guidance (LTX-2: its audio guidance keeps it on)
     lora: Lora | None = None  # fused at load: a few-step `-fast` entry
     base: str = ""  # the catalogue model whose weights a `-fast` entry loads (and profiles)
     kind: str = "pipeline"  # "lora" for lora_files()'s view

@@ -190,7 +190,7 @@ def resident_weights(model: catalogue.Model, profile: Profile, plan: Strategy) -
 def latent_positions(model: catalogue.Model, s: Request) -> int:
     """Positions a denoiser forward holds activations for: CFG doubles them where the family
     batches the two passes (the UNets); Wan runs them one after the other."""
-    cfg = 2 if s.guidance > 1 and model.cfg_batched else 1
+    cfg = 2 if (s.guidance > 1 or model.cfg_always) and model.cfg_batched else 1
     grid = model.latent_spatial * model.patch
     frames = (s.frames - 1) // model.latent_temporal + 1
     return cfg * frames * (s.height // grid) * (s.width // grid)

@@ -1,10 +1,11 @@
-"""Full-size LTX-Video and HunyuanVideo 1.5 with random weights, and their FLOP counts on the meta
-device (as runtime/fullsize.py does for Wan and I2VGen-XL; registered there).
+"""Full-size LTX-Video, LTX-2 and HunyuanVideo 1.5 with random weights, and their FLOP counts on
+the meta device (as runtime/fullsize.py does for Wan and I2VGen-XL; registered there).
 
-Each family's configs are data (data/fullsize/ltx.toml, hunyuan-video-1.5.toml): a repo's parts
-by name, each part's constructor arguments. `build_parts` makes them: a diffusers model from its
-arguments, a transformers model from its config class. FLOPs count what the stock pipeline
-runs: the transformer per step (twice under CFG), the encoders once per prompt, the VAE.
+Each family's configs are data (data/fullsize/ltx.toml, ltx2.toml, hunyuan-video-1.5.toml): a
+repo's parts by name, each part's constructor arguments. `build_parts` makes them: a diffusers
+model from its arguments, a transformers model from its config class. FLOPs count what the
+stock pipeline runs: the transformer per step (twice under CFG), the encoders once per prompt,
+the VAE.
 """
 
 from __future__ import annotations

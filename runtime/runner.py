@@ -155,7 +155,9 @@ class Runner:
         _free_device_memory()
         safer = dataclasses.replace(job, request=job.request.replace(decode_chunk=1))
         vae = loaded.pipe.vae
-        tiling = hasattr(vae, "enable_tiling")
+        # turned on for the retry only: a VAE the load tiled (the lean strategy, LTX, LTX-2,
+        # HunyuanVideo 1.5) stays tiled for the jobs after it
+        tiling = hasattr(vae, "enable_tiling") and not getattr(vae, "use_tiling", False)
         if tiling:
             vae.enable_tiling()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from i2vkit.errors import ConfigError
 from i2vkit.runtime.memory import denoisers
 from i2vkit.speed import Speed
 
@@ -118,7 +119,14 @@ def refusals(model_name: str, speed: Speed) -> list[str]:
     from i2vkit.runtime.pipelines import family
 
     entry = catalogue.model(model_name)
+    if speed.cache == "none" and not speed.compile:
+        return []  # nothing asked that a denoiser could refuse
     name = family(entry.family).denoiser
+    if not name:
+        raise ConfigError(
+            f"family {entry.family!r} names no denoiser class (its FAMILY's `denoiser`): "
+            "cannot tell which accelerations apply"
+        )
     cls = getattr(diffusers, name)
     out = []
     if speed.cache != "none":

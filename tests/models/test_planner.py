@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from i2vkit import planner, request
+from i2vkit import catalogue, planner, request
 from i2vkit.errors import WontFitError
 
 GIB = 1024**3
@@ -83,3 +83,15 @@ def test_wan_a14b_refused_even_lean_names_settings_that_fit_lean():
         changes = dict(part.strip().split("=") for part in label.split(","))
         smaller = request.make("wan2.2-i2v-a14b", "pro", **changes)
         assert planner.fits(smaller, profile, 6 * GIB, lean), label
+
+
+def test_ltx2_counts_cfg_at_guidance_1_as_its_pipeline_runs_it():
+    """LTX-2's audio guidance (7 by default) keeps CFG's batch of two on at guidance 1; the
+    other batched family (LTX) drops it."""
+
+    def positions(model: str, guidance: float) -> int:
+        s = request.make(model, "entry").replace(guidance=guidance)
+        return planner.latent_positions(catalogue.model(model), s)
+
+    assert positions("ltx-2-19b", 1.0) == positions("ltx-2-19b", 3.0)
+    assert 2 * positions("ltx-video-2b-0.9.5", 1.0) == positions("ltx-video-2b-0.9.5", 3.0)

@@ -137,13 +137,19 @@ def test_hunyuan_runs_cfg_as_two_forwards_and_one_at_guidance_1(app, image):
         ("demo-svd", Speed(compile=True), "names no repeated blocks"),
     ],
 )  # fmt: skip
-def test_an_option_the_denoiser_cannot_take_is_refused_before_loading(app, model, options, words):
+def test_an_option_the_denoiser_cannot_take_is_refused_before_loading(tmp_path, model, options,
+                                                                     words):  # fmt: skip
+    """In a home without the twin: refused before anything is built or loaded."""
+    from i2vkit.settings import resolve
+
+    empty = resolve({"home": str(tmp_path / "home"), "hub_cache": str(tmp_path / "hub")}, {}, {})
     with pytest.raises(ConfigError) as refused:
-        Loader(model, app, device="cpu", options=options)
+        Loader(model, empty, device="cpu", options=options)
     message = str(refused.value)
     assert words in message and model in message
     assert ("use --cache none" if options.cache != "none" else "leave --compile off") in message
-    assert not (app.home / "models" / "never-loaded").exists()
+    assert not (tmp_path / "home" / "models").exists()  # the twin was never built
+    assert Loader(model, empty, device="cpu").loads == 0  # without the option: accepted
 
 
 def test_the_cache_hook_runs_on_ltx(app, image):

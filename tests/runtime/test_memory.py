@@ -54,6 +54,19 @@ def test_a_second_oom_fails_the_job_cleanly_and_the_runtime_stays_healthy(app, i
     assert not runner.setup().pipe.vae.use_tiling  # the retry's tiling was undone
 
 
+def test_a_vae_the_load_tiled_stays_tiled_after_an_oom_retry(app, image, tmp_path):
+    """LTX (like LTX-2 and HunyuanVideo 1.5) always tiles its VAE, and the planner counts on it:
+    the retry's own tiling must not switch it off for the jobs after."""
+    runner = Runner(Loader("ltx-demo", app, device="cpu"), app)
+    pipe = runner.setup().pipe
+    assert pipe.vae.use_tiling
+    hook = OomOnUnet(pipe.transformer, times=1)
+    s = request.make("ltx-demo", height=64, width=96, frames=9, steps=2)
+    assert runner.generate(s, image, tmp_path / "a.mp4").retried
+    hook.handle.remove()
+    assert pipe.vae.use_tiling
+
+
 def test_nan_output_is_an_error_not_a_black_video(app, image, tmp_path):
     runner = Runner(Loader("demo", app, device="cpu"), app)
     decoder = runner.setup().pipe.vae.decoder
