@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from i2vkit import planner, request
 from i2vkit.errors import OutOfMemoryError, RequestError
@@ -38,6 +41,10 @@ class Result:
     retried: bool = False
     warnings: list[str] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)  # what was on: memory strategy, ...
+    # sha256 of the frames as generated (uint8, (F, H, W, 3)), before encoding: the same seed
+    # and settings give the same digest. The mp4's bytes may differ: x264 does not always
+    # encode the same frames the same way (tests/runtime/test_generation.py)
+    frames_sha256: str = ""
 
 
 class _Stages:
@@ -146,6 +153,7 @@ class Runner:
             retried=retried,
             warnings=request.quality_warnings(s),
             options=self.options(),
+            frames_sha256=hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest(),
         )
 
     def _retry_safer(

@@ -92,6 +92,7 @@ class Worker(threading.Thread):
             "device": result.device,
             "dtype": result.dtype,
             "retried": result.retried,
+            "frames_sha256": result.frames_sha256,
             "options": result.options,
             "warnings": result.warnings,
             "settings": result.request.model_dump(),

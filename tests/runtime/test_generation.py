@@ -145,3 +145,17 @@ def test_cancel_stops_at_the_next_step_and_writes_nothing(app, image, tmp_path):
         )
     assert steps == [1, 2]
     assert not out.exists()
+
+
+def test_the_same_seed_gives_the_same_frames_digest(app, image, tmp_path):
+    """The job's `frames_sha256` is the digest of the frames as generated: the same seed and
+    settings, the same digest; another seed, another. (The mp4's bytes are not the proof: in a
+    process that has imported torch, libx264 now and then encodes the same frames differently,
+    single-threaded and with every input byte written.)"""
+    runner = Runner(Loader("demo", app, device="cpu"), app)
+    s = request.make("demo", **SMALL, seed=5)
+    first = runner.generate(s, image, tmp_path / "a.mp4")
+    again = runner.generate(s, image, tmp_path / "b.mp4")
+    other = runner.generate(s.replace(seed=6), image, tmp_path / "c.mp4")
+    assert len(first.frames_sha256) == 64
+    assert first.frames_sha256 == again.frames_sha256 != other.frames_sha256
