@@ -120,6 +120,21 @@ def make_scheduler(pipe: Any, name: str) -> Any:
     return classes[name].from_config(pipe.scheduler.config)
 
 
+def begin(job: Generation) -> None:
+    """A stock-call family's first step: a cancelled job stops before any work; encoding
+    begins."""
+    if job.cancelled():
+        raise CancelledError("cancelled")
+    job.progress("encode", 0, 1)
+
+
+def finish(job: Generation, frames: torch.Tensor) -> np.ndarray:
+    """A stock call's `output_type="pt"` frames, (B, F, C, H, W) in [0, 1]: decoding is done,
+    and the first video as (F, H, W, 3) uint8."""
+    job.progress("decode", 1, 1)
+    return to_uint8_frames(frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1)  # (1, C, F, H, W)
+
+
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """(1, C, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8; NaN is an error, not a black video."""
     if torch.isnan(video).any():

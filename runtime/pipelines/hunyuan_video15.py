@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
 from i2vkit.runtime.pipelines.base import (
     EncodeDone,
     Family,
     Generation,
+    begin,
+    finish,
     fit,
     step_callback,
-    to_uint8_frames,
 )
 
 PIPELINE = "HunyuanVideo15ImageToVideoPipeline"
@@ -76,9 +76,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
     s = job.request
 
     # 1. Inputs: a cancelled job stops before any work; the image takes the video's size
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
+    begin(job)
     image = fit(job.image, s.height, s.width)
 
     # 2. This job's scheduler (progress and cancel at each step) and guidance
@@ -96,9 +94,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
             generator=torch.Generator("cpu").manual_seed(s.seed),
             output_type="pt",
         )
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
-    return to_uint8_frames(video)
+    return finish(job, out.frames)
 
 
 # Qwen's chat template (tokenizer_config.json of Qwen2.5-VL), without the vision parts: the

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 
 from i2vkit import catalogue
-from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
 from i2vkit.runtime.pipelines.base import (
     EncodeDone,
     Family,
     Generation,
+    begin,
+    finish,
     fit,
     step_callback,
-    to_uint8_frames,
 )
 
 PIPELINE = "LTXConditionPipeline"
@@ -43,9 +43,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
     on_step = step_callback(job)
 
     # 1. Inputs: a cancelled job stops before any work; the image takes the video's aspect
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
+    begin(job)
     image = fit(job.image, s.height, s.width)
 
     # 2. This job's own scheduler; a distilled checkpoint's own timesteps at its step count
@@ -71,9 +69,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
             callback_on_step_end=on_step,
             **entry.call,
         )
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
-    return to_uint8_frames(video)
+    return finish(job, out.frames)
 
 
 def build_tiny(seed: int = 0, scratch: Path | None = None) -> Any:

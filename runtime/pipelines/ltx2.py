@@ -19,15 +19,15 @@ import numpy as np
 import torch
 
 from i2vkit import catalogue
-from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines.base import (
     Audio,
     EncodeDone,
     Family,
     Generation,
+    begin,
+    finish,
     fit,
     step_callback,
-    to_uint8_frames,
 )
 
 PIPELINE = "LTX2ImageToVideoPipeline"
@@ -42,9 +42,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
     on_step = step_callback(job)
 
     # 1. Inputs: a cancelled job stops before any work; the image takes the video's aspect
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
+    begin(job)
     image = fit(job.image, s.height, s.width)
 
     # 2. This job's own scheduler
@@ -68,11 +66,9 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
             callback_on_step_end=on_step,
             **entry.call,
         )
-    job.progress("decode", 1, 1)
     sound = out.audio[0].float().cpu().numpy()  # (channels, samples)
     job.audio = Audio(sound, int(pipe.vocoder.config.output_sampling_rate))
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
-    return to_uint8_frames(video)
+    return finish(job, out.frames)
 
 
 SPECIAL = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>",

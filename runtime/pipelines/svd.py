@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
 from i2vkit.runtime.pipelines.base import (
     EncodeDone,
     Family,
     Generation,
+    begin,
+    finish,
     make_scheduler,
     step_callback,
-    to_uint8_frames,
 )
 
 
@@ -27,15 +27,11 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
 
     on_step = step_callback(job)
 
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
+    begin(job)
     pipe.scheduler = make_scheduler(pipe, s.scheduler)
     with EncodeDone(pipe, job):
         out = _call(pipe, s, job.image, on_step)
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, F, C, H, W) [0,1] -> (1, C, F..)
-    return to_uint8_frames(video)
+    return finish(job, out.frames)
 
 
 def _call(pipe: Any, s: Any, image: Any, on_step: Any) -> Any:

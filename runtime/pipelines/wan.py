@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2vkit.errors import CancelledError
 from i2vkit.runtime.pipelines import tiny
 from i2vkit.runtime.pipelines.base import (
     EncodeDone,
     Family,
     Generation,
+    begin,
+    finish,
     fit,
     step_callback,
-    to_uint8_frames,
 )
 
 PIPELINE = "WanImageToVideoPipeline"
@@ -56,9 +56,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
     on_step = step_callback(job)
 
     # 1. Inputs: a cancelled job stops before any work; the image takes the video's aspect
-    if job.cancelled():
-        raise CancelledError("cancelled")
-    job.progress("encode", 0, 1)
+    begin(job)
     image = fit(job.image, s.height, s.width)
 
     # 2. This job's own scheduler: it holds per-call state, never shared between jobs
@@ -69,9 +67,7 @@ def run(pipe: Any, job: Generation) -> np.ndarray:
     #    frames (1, F, C, H, W) in [0, 1]
     with EncodeDone(pipe, job):
         out = _call(pipe, s, image, two_experts, on_step)
-    job.progress("decode", 1, 1)
-    video = out.frames[:1].permute(0, 2, 1, 3, 4) * 2 - 1  # (1, C, F, H, W) in [-1, 1]
-    return to_uint8_frames(video)
+    return finish(job, out.frames)
 
 
 def _call(pipe: Any, s: Any, image: Any, two_experts: bool, on_step: Any) -> Any:
