@@ -26,3 +26,12 @@ def run_i2vkit(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout
         cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
+
+
+def on_fake_host(task: str, lib_dir: Path, *args: str, **fake: str):
+    """`invoke TASK ARGS` on a host made by the fake libnvidia-ml in `lib_dir`
+    (tests/fixtures/fake_nvml.c), described by `fake` as FAKE_NVML_* variables (gpus=...,
+    driver=..., cuda=...)."""
+    env = {"LD_LIBRARY_PATH": str(lib_dir), "COLUMNS": "200"}
+    env.update({f"FAKE_NVML_{k.upper()}": v for k, v in fake.items()})
+    return run_invoke(task, *args, env=env)

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from i2vkit.doctor import SCHEMA_PATH
-from tests.helpers.invoke import run_invoke
+from tests.helpers.invoke import on_fake_host
 
 MIB = 1024**2
 
@@ -24,9 +24,7 @@ RTX_5090 = "NVIDIA GeForce RTX 5090|32607|32000|12.0"
 
 
 def doctor(fake_nvml_dir: Path, *args: str, **fake: str):
-    env = {"LD_LIBRARY_PATH": str(fake_nvml_dir), "COLUMNS": "200"}
-    env.update({f"FAKE_NVML_{k.upper()}": v for k, v in fake.items()})
-    return run_invoke("doctor", *args, env=env)
+    return on_fake_host("doctor", fake_nvml_dir, *args, **fake)
 
 
 def doctor_json(fake_nvml_dir: Path, *args: str, **fake: str) -> dict:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from i2vkit import catalogue
-from tests.helpers.invoke import run_invoke
+from tests.helpers.invoke import on_fake_host
 
 RTX_4090 = "NVIDIA GeForce RTX 4090|24564|24000|8.9"
 H100 = "NVIDIA H100 80GB HBM3|81559|80000|9.0"
@@ -15,9 +15,7 @@ FAMILIES = {"i2vgen-xl", "svd", "wan", "ltx", "ltx2", "hunyuan-video-1.5"}
 
 
 def models(lib_dir: Path, *args: str, **fake: str):
-    env = {"LD_LIBRARY_PATH": str(lib_dir), "COLUMNS": "200"}
-    env.update({f"FAKE_NVML_{k.upper()}": v for k, v in fake.items()})
-    return run_invoke("models", *args, env=env)
+    return on_fake_host("models", lib_dir, *args, **fake)
 
 
 def _listing(lib_dir: Path, *args: str, **fake: str) -> dict:
