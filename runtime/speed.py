@@ -2,7 +2,8 @@
 attention dispatcher (`set_attention_backend`), regional compilation (`compile_repeated_blocks`)
 and the cache hooks (`enable_cache` with FirstBlockCacheConfig). Each returns what it actually
 did, in words, for the job record: an asked-for kernel that is not installed falls back to SDPA
-and says so; it never fails the load.
+and says so; it never fails the load. A cache or compile option the model's denoiser cannot take
+is refused before loading (`refusals`), never turned off in silence.
 """
 
 from __future__ import annotations
@@ -74,11 +75,7 @@ def enable_cache(pipe: Any, speed: Speed) -> str:
         return "off"
     from diffusers import FirstBlockCacheConfig
 
-    models = denoisers(pipe).values()
-    lacking = [type(m).__name__ for m in models if not hasattr(m, "enable_cache")]
-    if lacking:  # the cache hooks are written for transformer blocks, not UNets
-        return f"off ({', '.join(lacking)} has no cache hooks)"
-    for model in models:
+    for model in denoisers(pipe).values():  # `refusals` turned away a model without the hooks
         model.enable_cache(FirstBlockCacheConfig(threshold=speed.cache_threshold))
     return f"first-block cache at {speed.cache_threshold:g}"
 
@@ -90,10 +87,7 @@ def compile_blocks(pipe: Any, on: bool) -> str:
     off) instead of failing; otherwise as whole graphs."""
     if not on:
         return "off"
-    models = denoisers(pipe).values()
-    lacking = [type(m).__name__ for m in models if not getattr(m, "_repeated_blocks", None)]
-    if lacking:  # regional compilation needs the model to name its repeated blocks
-        return f"off ({', '.join(lacking)} names no repeated blocks)"
+    models = denoisers(pipe).values()  # each names its repeated blocks (`refusals` checked)
     blocks, hooked = set(), False
     for model in models:
         whole = not _hooked(model)
