@@ -11,6 +11,7 @@ from invoke import Context
 
 from i2vkit import request
 from i2vkit.cli.base import command, runtime_settings
+from i2vkit.errors import ConfigError
 from i2vkit.settings import Settings
 
 
@@ -54,6 +55,15 @@ def bench(
 
     app = runtime_settings(c, model=model)
     if all_families:
+        given = [flag for flag, value in (("--random-weights", random_weights),
+                 ("--height", height), ("--width", width), ("--frames", frames),
+                 ("--options", options)) if value]  # fmt: skip
+        if given:  # each twin runs its own preset's size, with no options: refuse, not ignore
+            raise ConfigError(
+                f"--all-families runs each family's twin at its own {preset} size without "
+                f"options: {', '.join(given)} cannot apply; drop it (--preset, --steps, --seed, "
+                "--repeat, --dtype and --device do apply)"
+            )
         results = [
             _bench(dataclasses.replace(app, model=twin), Path(image) if image else None,
                    False, preset, {"seed": seed, "steps": steps}, dtype, device, Console(),
@@ -61,19 +71,20 @@ def bench(
             for twin in family_twins()
         ]  # fmt: skip
         draw_families(results, app, Console())
-        if json:
-            from i2vkit.files import write_text
-
-            write_text(Path(json), bench_json({"families": results}))
+        _write_json(json, {"families": results})
         return
     sizes = dict(height=height, width=width, frames=frames, steps=steps, seed=seed)
     chosen = tuple(o.strip() for o in options.split(",") if o.strip()) if options else None
     result = _bench(app, Path(image) if image else None, random_weights, preset, sizes, dtype,
                     device, Console(), int(repeat), chosen)  # fmt: skip
-    if json:
+    _write_json(json, result)
+
+
+def _write_json(path: str | None, figures: dict[str, Any]) -> None:
+    if path:
         from i2vkit.files import write_text
 
-        write_text(Path(json), bench_json(result))
+        write_text(Path(path), bench_json(figures))
 
 
 def _bench(

@@ -149,3 +149,10 @@ def test_invoke_bench_all_families_draws_one_row_per_family(app, tmp_path):
         assert docs["name"] == "docs example" and mine["name"] == "i2vkit"
         assert mine["steps"] == docs["steps"] == 3 and mine["seconds"] > 0
         assert (f["job_floor_seconds"] is None) == (f["model"] == "demo-svd")  # SVD: no count
+
+
+def test_bench_all_families_refuses_what_it_cannot_apply(app):
+    result = run_invoke("bench", "--all-families", "--height", "64", "--random-weights",
+                        env={"I2VKIT_HOME": str(app.home)})  # fmt: skip
+    assert result.returncode == 2
+    assert "--random-weights, --height cannot apply; drop it" in result.stderr
