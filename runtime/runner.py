@@ -47,6 +47,33 @@ class Result:
     frames_sha256: str = ""
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a loaded worker tells the API process, which plans each job without touching the
+    device (it never initialises CUDA): plain values, so they cross a pipe or Ray unchanged."""
+
+    model: str
+    device: str
+    dtype: str
+    strategy: str  # planner.STRATEGIES' name
+    why: str  # the planner's reason for it, in words
+    options: dict[str, str]
+    free: int  # the device's free memory when the worker last looked
+    capacity: int  # bytes a job may use: free plus the resident weights
+    total: int  # the device's memory
+    load_seconds: float
+    loads: int = 1
+
+
+def plan_on(facts: Facts, s: Request, home: Path | None) -> planner.Estimate:
+    """Refuse (WontFitError) a job that would not fit the worker `facts` describe."""
+    if s.model != facts.model:
+        raise RequestError(f"model {s.model!r} is not the loaded {facts.model!r}")
+    profile = planner.profile_for(s.model, facts.device, facts.dtype, home)
+    options = planner.candidates(facts.device)
+    return planner.check(s, profile, facts.capacity, planner.strategy(facts.strategy), options)
+
+
 class _Stages:
     """Times each stage from the progress callbacks and passes them on."""
 
@@ -100,18 +127,20 @@ class Runner:
         """What the loaded pipeline runs with, recorded on every result."""
         return dict(self.loader.get().options)
 
+    def facts(self) -> Facts:
+        loaded = self.loader.get()
+        profile = planner.profile_for(loaded.model.name, loaded.device, loaded.dtype,
+                                      self.app.home)  # fmt: skip
+        free, total = device_memory(loaded.device)
+        # the resident weights are already in place, so they are not in `free`: count them back
+        resident = planner.resident_weights(loaded.model, profile, loaded.strategy)
+        return Facts(loaded.model.name, loaded.device, loaded.dtype, loaded.strategy.name,
+                     loaded.why, dict(loaded.options), free, free + resident, total, loaded.seconds,
+                     self.loader.loads)  # fmt: skip
+
     def plan(self, s: Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""
-        loaded = self.loader.get()
-        if s.model != loaded.model.name:
-            raise RequestError(f"model {s.model!r} is not the loaded {loaded.model.name!r}")
-        profile = planner.profile_for(s.model, loaded.device, loaded.dtype, self.app.home)
-        free, _ = device_memory(loaded.device)
-        plan = loaded.strategy
-        # the resident weights are already in place, so they are not in `free`: count them back
-        resident = planner.resident_weights(loaded.model, profile, plan)
-        options = planner.candidates(loaded.device)
-        return planner.check(s, profile, free + resident, plan, options)
+        return plan_on(self.facts(), s, self.app.home)
 
     def generate(
         self,

@@ -6,6 +6,7 @@ Each re-runs itself inside the env `i2vkit setup` built when this interpreter la
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,10 @@ def calibrate(
         "insecure": "allow binding beyond loopback without a token",
         "stay-on-failure": "stay up as FAILED when the model does not load (default: exit 1)",
         "dtype": "fp32, fp16 or bf16 (default: by device)",
-        "device": "one device (cpu, cuda:1); default: a worker per GPU",
+        "device": "devices to run workers on, comma-separated (cuda:1; cpu,cpu: two CPU "
+        "workers); default: a worker process per GPU",
+        "cluster": "serve on a Ray cluster: ray://HOST:10001, HOST:6379, or auto (RAY_ADDRESS); "
+        "a worker per GPU of the cluster (needs i2vkit[cluster])",
         "retention-hours": "delete finished jobs' files after this long (default 24)",
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
         "max-upload-mb": "largest image upload accepted (default 20)",
@@ -148,6 +152,7 @@ def serve(
     compile: bool = False,
     cache: str = "none",
     cache_threshold: float | None = None,
+    cluster: str | None = None,
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = runtime_settings(c, model=model, token=token)
@@ -163,7 +168,7 @@ def serve(
     config = ServeConfig(
         app=app, model=app.model, host=host, port=int(port), preset=preset,
         queue_size=int(queue_size), token=app.token, insecure=insecure,
-        stay_on_failure=stay_on_failure, dtype=dtype, devices=(device,) if device else (),
+        stay_on_failure=stay_on_failure, dtype=dtype, devices=_devices(device), cluster=cluster,
         retention_hours=float(retention_hours), interrupted=interrupted,
         startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
         memory=memory, options=options,
@@ -171,6 +176,16 @@ def serve(
     code = run_server(config)
     if code:
         raise Exit(code=code)
+
+
+def _devices(given: str | None) -> tuple[str, ...]:
+    from i2vkit.errors import ConfigError
+
+    devices = tuple(d.strip() for d in (given or "").split(",") if d.strip())
+    for device in devices:
+        if device != "cpu" and not re.fullmatch(r"cuda:\d+", device):
+            raise ConfigError(f"--device {device!r} is not cpu or cuda:N (e.g. cuda:0,cuda:1)")
+    return devices
 
 
 def _progress_bar(console: Any) -> Any:

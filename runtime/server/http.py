@@ -31,8 +31,8 @@ from i2vkit.errors import (
     WontFitError,
     http_status,
 )
-from i2vkit.runtime.measure import device_memory
 from i2vkit.runtime.pictures import load_image
+from i2vkit.runtime.runner import plan_on
 from i2vkit.runtime.server.service import ServeConfig, Service
 from i2vkit.runtime.server.store import FINAL, Job
 
@@ -102,8 +102,10 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        """Alive: the process answers. The body says the state and, when FAILED, why."""
-        return {"state": service.health, "reason": service.reason}
+        """Alive: the process answers. The body says the state and, when FAILED, why, and
+        each worker's state (ready, busy, restarting, failed), where it runs and its deaths."""
+        return {"state": service.health, "reason": service.reason,
+                "workers": [slot.view() for slot in service.slots]}  # fmt: skip
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
@@ -154,7 +156,7 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         if len(data) > config.max_upload_bytes:
             raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
         picture = await asyncio.to_thread(load_image, data, image.filename or "image")
-        service.runners[0].plan(s)
+        service.plan(s)
         job = service.store.submit(s.model_dump(), picture, _retry_after(service))
         service.metrics.queue_depth.set(service.store.depth())
         return _view(service, job)
@@ -202,7 +204,8 @@ def _retry_after(service: Service) -> int:
     if not done:
         return 10
     mean = sum(j.result["seconds"]["total"] for j in done if j.result) / len(done)
-    return max(1, int(mean * service.store.depth() / max(1, len(service.workers))))
+    able = sum(w.state in ("ready", "busy") for w in service.slots)
+    return max(1, int(mean * service.store.depth() / max(1, able)))
 
 
 def _view(service: Service, job: Job) -> dict[str, Any]:
@@ -264,18 +267,17 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
 def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
     """Every preset with whether it fits the device the jobs run on, and why."""
     out = []
-    runner = service.runners[0] if service.runners else None
-    loaded = runner.loader.get() if runner else None
+    facts = service.facts()
     for p in catalogue.presets():
         s = request.make(config.model, p.name)  # the model's own numbers for the preset
         entry: dict[str, Any] = {"name": p.name, "height": s.height, "width": s.width,
                                  "frames": s.frames, "steps": s.steps}  # fmt: skip
         entry["fits"], entry["reason"] = True, ""
         entry["strategy"], entry["estimate_gib"] = None, None
-        if loaded and runner:
-            entry["strategy"] = loaded.strategy.name  # the weights are placed at load
+        if facts:
+            entry["strategy"] = facts.strategy  # the weights are placed at load
             try:
-                estimate = runner.plan(s)
+                estimate = plan_on(facts, s, config.app.home)
                 entry["estimate_gib"] = round(estimate.peak / 2**30, 2)
             except WontFitError as error:
                 entry["fits"], entry["reason"] = False, str(error)
@@ -285,8 +287,9 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
 
 
 def _device_memory(service: Service) -> None:
-    for runner in service.runners:
-        device = runner.loader.get().device
-        free, total = device_memory(device)
-        service.metrics.gpu_memory.labels(device, "free").set(free)
-        service.metrics.gpu_memory.labels(device, "total").set(total)
+    """As the workers last saw it (after their last job): this process never touches a GPU."""
+    for slot in service.slots:
+        if slot.facts:
+            device = slot.facts.device
+            service.metrics.gpu_memory.labels(device, "free").set(slot.facts.free)
+            service.metrics.gpu_memory.labels(device, "total").set(slot.facts.total)

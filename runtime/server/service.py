@@ -4,10 +4,8 @@ binding, loading and warming the model per device, the workers, and the health s
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from i2vkit import catalogue, request
-from i2vkit.errors import ConfigError
+from i2vkit.errors import ConfigError, ModelLoadError, NotReadyError
 from i2vkit.net import is_loopback
-from i2vkit.runtime.loader import Loader
-from i2vkit.runtime.runner import Runner
+from i2vkit.planner import Estimate
+from i2vkit.runtime.runner import Facts, plan_on
+from i2vkit.runtime.server.executor import WorkerSpec
 from i2vkit.runtime.server.metrics import Metrics
+from i2vkit.runtime.server.procs import LocalProcess
 from i2vkit.runtime.server.store import JobStore
-from i2vkit.runtime.server.workers import Worker, busy
+from i2vkit.runtime.server.workers import Backend, Slot, busy, wait_loaded
 from i2vkit.settings import Settings
 from i2vkit.speed import Speed
 
@@ -47,6 +47,7 @@ class ServeConfig:
     max_attempts: int = 2
     warmup: bool = True
     startup_hook: str | None = None  # "module:function", called with each loaded Runner
+    cluster: str | None = None  # a Ray cluster's address ("ray://HOST:PORT", "HOST:PORT")
     memory: str = "auto"  # the memory strategy, or 'auto': the planner's for the default preset
     options: Speed = field(default_factory=Speed)  # the accelerations (i2vkit/speed.py)
 
@@ -56,6 +57,9 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         """Flags out of range are refused here, before anything loads or binds."""
+        if self.cluster and self.devices:
+            raise ConfigError("--cluster and --device exclude each other: on a cluster each "
+                              "worker takes the GPU Ray gives it")  # fmt: skip
         if self.interrupted not in ("retry", "fail"):
             raise ConfigError(f"--interrupted {self.interrupted!r} is unknown; known: retry, fail")
         checks = (("--port", self.port, 1, 65535), ("--queue-size", self.queue_size, 1, 10_000),
@@ -81,8 +85,13 @@ def check_binding(host: str, token: str | None, insecure: bool) -> None:
 
 
 def _devices(config: ServeConfig) -> tuple[str, ...]:
+    """The devices to start a worker on: those asked for, else every CUDA GPU, else the CPU.
+    Counted through NVML, so the API process never initialises CUDA (its workers do)."""
     if config.devices:
         return config.devices
+    import os
+
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
     if torch.cuda.is_available():
@@ -95,11 +104,12 @@ class Service:
     config: ServeConfig
     store: JobStore
     metrics: Metrics = field(default_factory=Metrics)
-    runners: list[Runner] = field(default_factory=list)
-    workers: list[Worker] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)  # the workers (processes or Ray actors)
     state: str = "STARTING"
     reason: str | None = None
     on_failure: Callable[[], None] = lambda: None  # asks the HTTP server to exit
+    pool: Any = None  # the Ray cluster's pool (cluster.py), when serving on one
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def create(cls, config: ServeConfig) -> Service:
@@ -115,9 +125,27 @@ class Service:
 
     @property
     def health(self) -> str:
-        if self.state == "READY" and busy(self.workers):
-            return "BUSY"
-        return self.state
+        if self.state != "READY":
+            return self.state
+        if self.slots and all(s.state == "failed" for s in self.slots):
+            self.reason = "no worker can run: " + "; ".join(
+                f"{s.name}: {s.reason}" for s in self.slots
+            )
+            return "FAILED"
+        return "BUSY" if busy(self.slots) else "READY"
+
+    def spec(self, device: str | None) -> WorkerSpec:
+        c = self.config
+        return WorkerSpec(c.model, c.app, device, c.dtype, c.memory, c.preset, c.options,
+                          c.startup_hook, c.warmup)  # fmt: skip
+
+    def add(self, backend: Backend) -> Slot:
+        """A worker for `backend`, started now (it loads in its own thread)."""
+        slot = Slot(backend, self.store, self.metrics, f"worker-{len(self.slots)}",
+                    self.config.interrupted, self.config.max_attempts)  # fmt: skip
+        self.slots.append(slot)
+        slot.start()
+        return slot
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._load, name="i2vkit-load", daemon=True)
@@ -126,70 +154,68 @@ class Service:
 
     def _load(self) -> None:
         try:
-            for device in _devices(self.config):
-                sized = request.make(self.config.model, self.config.preset)
-                loader = Loader(self.config.model, self.config.app, device, self.config.dtype,
-                                self.config.memory, sized, self.config.options)  # fmt: skip
-                runner = Runner(loader, self.config.app)
-                loaded = runner.setup()
-                log.info("loaded %s on %s (%s) in %.1f s; memory: %s", self.config.model,
-                         loaded.device, loaded.dtype, loaded.seconds, loaded.why)  # fmt: skip
-                if self.config.startup_hook:
-                    _call_hook(self.config.startup_hook, runner)
-                if self.config.warmup:
-                    self._warm(runner)
-                self.runners.append(runner)
+            if self.config.cluster:
+                from i2vkit.runtime.server.cluster import RayPool
+
+                self.pool = RayPool(self.config.cluster, self)
+                self.pool.start()  # a worker per GPU the cluster has; more as GPUs join
+            else:
+                for device in _devices(self.config):
+                    self.add(LocalProcess(self.spec(device), f"worker-{len(self.slots)}"))
+            wait_loaded(list(self.slots), self.stopping, None)
+            failed = [s for s in self.slots if s.state == "failed"]
+            # on one machine every device must load; on a cluster, one worker is a service
+            if failed and (not self.config.cluster or len(failed) == len(self.slots)):
+                raise ModelLoadError("; ".join(f"{s.name}: {s.reason}" for s in failed))
         except Exception as error:  # any failure to load is the server's FAILED reason
             self.state, self.reason = "FAILED", f"{type(error).__name__}: {error}"
             log.error("model %s failed to load: %s", self.config.model, self.reason)
             if not self.config.stay_on_failure:
                 self.on_failure()
             return
-        for i, runner in enumerate(self.runners):
-            worker = Worker(runner, self.store, self.metrics, f"worker-{i}")
-            worker.start()
-            self.workers.append(worker)
+        if self.stopping.is_set():
+            return
         self.state = "READY"
-        log.info("READY: %d worker(s), queue size %d", len(self.workers), self.config.queue_size)
-
-    def _warm(self, runner: Runner) -> None:
-        """Two steps at the default preset's size, so the first user's job does not pay for
-        kernel selection and allocator growth at those shapes (measured: the first jobs after
-        a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
-        from i2vkit.errors import WontFitError
-        from i2vkit.runtime.pictures import gradient_picture
-
-        s = request.make(self.config.model, self.config.preset, steps=2)
-        try:
-            runner.plan(s)
-        except WontFitError:
-            s = request.make(self.config.model, "preview", steps=2)
-        with tempfile.TemporaryDirectory() as tmp:
-            picture = gradient_picture(s.height, s.width)
-            result = runner.generate(s, picture, Path(tmp) / "warmup.mp4")
-        log.info("warm-up took %.2f s", result.seconds["total"])
+        log.info("READY: %d worker(s), queue size %d", len(self.slots), self.config.queue_size)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        for worker in self.workers:
-            worker.join(timeout=5)
+        self.stopping.set()
+        if self.pool is not None:
+            self.pool.stop_growing()
+        for slot in self.slots:
+            slot.stop()
+        for slot in self.slots:
+            slot.join(timeout=20)
+        if self.pool is not None:
+            self.pool.close()
         self.store.close()
 
+    def facts(self) -> Facts | None:
+        """The loaded worker with the most memory for a job, for planning in this process."""
+        known = [s.facts for s in self.slots if s.facts is not None and s.state != "failed"]
+        return max(known, key=lambda f: f.capacity) if known else None
+
+    def plan(self, s: request.Request) -> Estimate:
+        """Refuse (WontFitError) a job no worker could fit, before it is queued."""
+        facts = self.facts()
+        if facts is None:
+            raise NotReadyError(f"not ready: {self.health} (no worker is loaded)")
+        return plan_on(facts, s, self.config.app.home)
+
     def info(self) -> dict[str, Any]:
-        first = self.runners[0].loader if self.runners else None
-        loaded = first._loaded if first else None
+        facts = self.facts()
         return {
             "model": self.config.model,
             "state": self.health,
             "reason": self.reason,
-            "loads": sum(r.loader.loads for r in self.runners),
-            "devices": [r.loader.get().device for r in self.runners],
-            "dtype": loaded.dtype if loaded else None,
-            "options": dict(loaded.options) if loaded else {},
-            "memory": loaded.why if loaded else None,  # the planner's choice, in words
+            "loads": sum(s.facts.loads for s in self.slots if s.facts),
+            "devices": [s.facts.device for s in self.slots if s.facts],
+            "dtype": facts.dtype if facts else None,
+            "options": dict(facts.options) if facts else {},
+            "memory": facts.why if facts else None,  # the planner's choice, in words
             "queue": {"depth": self.store.depth(), "size": self.config.queue_size},
-            "workers": len(self.workers),
+            "workers": len(self.slots),
+            "cluster": self.pool.describe() if self.pool is not None else None,
             "settings": self.settings(),
         }
 
@@ -206,12 +232,3 @@ class Service:
             "schedulers": list(model.schedulers), "scheduler": model.scheduler,
             "guidance": model.guidance, "fps": model.fps,
         }  # fmt: skip
-
-
-def _call_hook(spec: str, runner: Runner) -> None:
-    """Run a user's `module:function(runner)` after loading: custom attention processors,
-    compile flags, or a test's fault injection on the real modules."""
-    module_name, _, function = spec.partition(":")
-    if not function:
-        raise ConfigError(f"startup hook {spec!r} is not 'module:function'")
-    getattr(importlib.import_module(module_name), function)(runner)

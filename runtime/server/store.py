@@ -229,6 +229,27 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._one("SELECT cancel FROM jobs WHERE id=?", job_id)[0])
 
+    def interrupt(self, job_id: str, policy: str, max_attempts: int, why: str) -> str:
+        """A running job whose worker died: requeued (policy 'retry', while attempts remain)
+        or failed with the cause `interrupted`; its partial output removed. The new status."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status != "running":
+                return job.status
+            self.output_path(job_id).unlink(missing_ok=True)
+            if job.cancel:
+                self.finish(job_id, "cancelled", error=f"cancelled; its worker was lost: {why}")
+                return "cancelled"
+            if policy == "retry" and job.attempts < max_attempts:
+                self._db.execute("UPDATE jobs SET status='queued' WHERE id=?", (job_id,))
+                self.progress.pop(job_id, None)
+                self._publish(job_id, None)
+                self.wake.notify_all()
+                return "queued"
+            self.finish(job_id, "failed", error=f"{why} (attempt {job.attempts} of "
+                        f"{max_attempts})", cause="interrupted")  # fmt: skip
+            return "failed"
+
     def recover(self, policy: str, max_attempts: int) -> list[str]:
         """After a crash: jobs left 'running' are requeued (policy 'retry', while attempts
         remain) or failed. Their partial outputs are removed. Returns their ids."""

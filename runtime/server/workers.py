@@ -1,45 +1,79 @@
-"""A worker owns one loaded pipeline (one per GPU) and runs the store's jobs one at a time.
+"""The API process's side of the workers: one dispatcher thread per worker (a child process on
+this machine, procs.py, or a Ray actor, cluster.py) takes the store's jobs one at a time, hands
+each to its worker, streams its progress into the store and records its outcome.
 
-Every way a job can end is an outcome recorded on the job (succeeded, cancelled, failed with a
-cause); none of them stops the worker, so the server stays healthy after an OOM or a bad job.
+The model never lives in the API process (it never initialises CUDA), so a segfault, a CUDA
+error or a SIGKILL takes down one worker, not the server: the job it ran is retried or failed by
+the `--interrupted` policy, the worker is started again, and health reports each worker.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import traceback
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from i2vkit import request
-from i2vkit.errors import (
-    CancelledError,
-    NaNOutputError,
-    OutOfMemoryError,
-    RequestError,
-    WontFitError,
-)
-from i2vkit.runtime.runner import Runner
+from i2vkit.runtime.pipelines.base import OnProgress
+from i2vkit.runtime.runner import Facts
+from i2vkit.runtime.server.executor import Outcome
 from i2vkit.runtime.server.metrics import Metrics
 from i2vkit.runtime.server.store import Job, JobStore
 
 log = logging.getLogger("i2vkit.worker")
 
-CAUSES: tuple[tuple[type[BaseException], str], ...] = (
-    (OutOfMemoryError, "oom"),
-    (WontFitError, "wont_fit"),
-    (NaNOutputError, "nan"),
-    (RequestError, "invalid"),
-)
+RESTARTS = 3  # a worker that dies and then fails to load this many times in a row stays down
 
 
-class Worker(threading.Thread):
-    def __init__(self, runner: Runner, store: JobStore, metrics: Metrics, name: str) -> None:
+class WorkerLost(Exception):
+    """The process or actor that ran a job is gone: killed, crashed, or its node left."""
+
+
+class Backend(Protocol):
+    """Where a worker's model lives: a local child process or a Ray actor."""
+
+    def start(self, stopping: threading.Event) -> Facts:
+        """Load the model (blocking); raises on a failed load, WorkerLost on a death."""
+
+    def run(
+        self, job: Job, store: JobStore, progress: OnProgress, cancelled: Callable[[], bool]
+    ) -> tuple[Outcome, Facts]:
+        """The job's outcome, the output written to the store's path; WorkerLost on a death."""
+
+    def stop(self) -> None: ...
+
+    def where(self) -> dict[str, Any]:
+        """Where it runs, for health: pid, node."""
+
+
+class Slot(threading.Thread):
+    """One worker: loads it, then runs jobs until stopped; restarts it after a death."""
+
+    def __init__(
+        self, backend: Backend, store: JobStore, metrics: Metrics, name: str,
+        interrupted: str = "retry", max_attempts: int = 2,
+    ) -> None:  # fmt: skip
         super().__init__(name=name, daemon=True)
-        self.runner = runner
+        self.backend = backend
         self.store = store
         self.metrics = metrics
+        self.interrupted = interrupted
+        self.max_attempts = max_attempts
         self.stopping = threading.Event()
+        self.started_once = threading.Event()  # the first load ended, either way
+        self.state = "starting"  # starting, ready, busy, restarting, failed, stopped
+        self.reason: str | None = None
+        self.facts: Facts | None = None
         self.current: str | None = None  # id of the job it runs, if any
+        self.deaths = 0
+        self.jobs = 0
+
+    def view(self) -> dict[str, Any]:
+        f = self.facts
+        return {"name": self.name, "state": self.state, "reason": self.reason,
+                "job": self.current, "jobs": self.jobs, "deaths": self.deaths,
+                "device": f.device if f else None, **self.backend.where()}  # fmt: skip
 
     def stop(self) -> None:
         self.stopping.set()
@@ -47,81 +81,106 @@ class Worker(threading.Thread):
             self.store.wake.notify_all()
 
     def run(self) -> None:
+        try:
+            if self._load(first=True):
+                self._serve()
+        finally:
+            self.backend.stop()
+            if self.state != "failed":
+                self.state = "stopped"
+
+    def _load(self, first: bool) -> bool:
+        tries = 1 if first else RESTARTS
+        for attempt in range(1, tries + 1):
+            try:
+                self.facts = self.backend.start(self.stopping)
+                self.state, self.reason = "ready", None
+                self.started_once.set()
+                return True
+            except Exception as error:
+                self.reason = f"{type(error).__name__}: {error}"
+                log.error("%s failed to load (attempt %d of %d): %s", self.name, attempt, tries,
+                          self.reason)  # fmt: skip
+                self.backend.stop()
+                if self.stopping.wait(2.0 * attempt):
+                    break
+        self.state = "failed"
+        self.started_once.set()
+        return False
+
+    def _serve(self) -> None:
         while not self.stopping.is_set():
             with self.store.wake:
                 job = self.store.claim()
                 if job is None:
                     self.store.wake.wait(timeout=0.5)
                     continue
-            self.current = job.id
+            self.current, self.state = job.id, "busy"
             try:
-                self.execute(job)
+                lost = self._execute(job)
             finally:
                 self.current = None
                 self.metrics.queue_depth.set(self.store.depth())
+            if lost:
+                self.state = "restarting"
+                if not self._load(first=False):
+                    return
+            self.state = "ready"
 
-    def execute(self, job: Job) -> None:
-        from PIL import Image
+    def _execute(self, job: Job) -> bool:
+        """Run `job` to an end; True when the worker died under it."""
 
-        settings = request.Request.model_validate(job.settings)
+        def progress(stage: str, done: int, total: int) -> None:
+            self.store.update_progress(job.id, stage, done, total)
+
         try:
-            with Image.open(self.store.input_path(job.id)) as picture:
-                image = picture.convert("RGB")
-            result = self.runner.generate(
-                settings,
-                image,
-                self.store.output_path(job.id),
-                progress=lambda stage, done, total: self.store.update_progress(
-                    job.id, stage, done, total
-                ),
-                cancelled=lambda: self.store.cancel_requested(job.id),
+            outcome, self.facts = self.backend.run(
+                job, self.store, progress, lambda: self.store.cancel_requested(job.id)
             )
-        except CancelledError:
-            self.store.finish(job.id, "cancelled", error="cancelled while running")
-            self.metrics.jobs.labels("cancelled").inc()
-            log.info("job %s cancelled", job.id)
+        except WorkerLost as lost:
+            self.deaths += 1  # its facts stay: jobs are still planned for the same device
+            status = self.store.interrupt(job.id, self.interrupted, self.max_attempts, str(lost))
+            self.metrics.failures.labels("worker_lost").inc()
+            log.error("%s lost running job %s: %s; the job is %s; restarting the worker",
+                      self.name, job.id, lost, status)  # fmt: skip
+            return True
+        except Exception as error:  # the transport itself failed, not the job's code
+            log.exception("%s could not run job %s", self.name, job.id)
+            outcome = {"status": "failed", "error": f"internal error: {error}", "cause": "error"}
+        self.jobs += 1
+        self._record(job, outcome)
+        return False
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        status = outcome["status"]
+        if outcome.get("result"):  # where it ran: which worker, which process, which node
+            outcome["result"]["worker"] = {"name": self.name, **self.backend.where()}
+        try:
+            self.store.finish(job.id, status, result=outcome.get("result"),
+                              error=outcome.get("error"), cause=outcome.get("cause"))  # fmt: skip
+        except Exception:  # the store itself failed (a full disk): the worker goes on
+            log.exception("%s could not record job %s as %s", self.name, job.id, status)
             return
-        except Exception as error:
-            self._fail(job, error)
-            return
-        summary = {
-            "frames": result.frames,
-            "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-            "peak_bytes": result.peak_bytes,
-            "estimate_bytes": result.estimate.peak,
-            "device": result.device,
-            "dtype": result.dtype,
-            "retried": result.retried,
-            "frames_sha256": result.frames_sha256,
-            "options": result.options,
-            "warnings": result.warnings,
-            "settings": result.request.model_dump(),
-        }
-        self.store.finish(job.id, "succeeded", result=summary)
-        self.metrics.jobs.labels("succeeded").inc()
-        for stage, seconds in result.seconds.items():
+        self.metrics.jobs.labels(status).inc()
+        if status == "failed":
+            self.metrics.failures.labels(outcome.get("cause") or "error").inc()
+        result = outcome.get("result") or {}
+        for stage, seconds in result.get("seconds", {}).items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        self.metrics.gpu_memory.labels(result.device, "peak").set(result.peak_bytes)
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items() if k != "total")
-        log.info(
-            "job %s succeeded in %.2f s (%s); %dx%d, %d frames, %d steps; peak %.2f GiB on %s %s",
-            job.id, result.seconds["total"], stages, settings.height, settings.width,
-            settings.frames, settings.steps, result.peak_bytes / 1024**3, result.device,
-            result.dtype,
-        )  # fmt: skip
-
-    def _fail(self, job: Job, error: Exception) -> None:
-        cause = next((c for kind, c in CAUSES if isinstance(error, kind)), "error")
-        message = str(error) if cause != "error" else f"internal error: {error}"
-        if cause == "error":
-            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-        else:
-            log.warning("job %s failed (%s): %s", job.id, cause, error)
-        self.store.output_path(job.id).unlink(missing_ok=True)
-        self.store.finish(job.id, "failed", error=message, cause=cause)
-        self.metrics.jobs.labels("failed").inc()
-        self.metrics.failures.labels(cause).inc()
+        if result:
+            self.metrics.gpu_memory.labels(result["device"], "peak").set(result["peak_bytes"])
 
 
-def busy(workers: list[Worker]) -> bool:
-    return bool(workers) and all(w.current is not None for w in workers)
+def busy(slots: list[Slot]) -> bool:
+    """Every worker that can run is running a job."""
+    able = [s for s in slots if s.state in ("ready", "busy")]
+    return bool(able) and all(s.state == "busy" for s in able)
+
+
+def wait_loaded(slots: list[Slot], stopping: threading.Event, timeout: float | None) -> None:
+    """Until each slot's first load ended (or `stopping`, or `timeout` seconds)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for slot in slots:
+        while not slot.started_once.wait(0.5):
+            if stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
+                return

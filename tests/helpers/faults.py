@@ -23,3 +23,15 @@ def _pre_hook(module, args):
 
 def install(runner) -> None:
     runner.loader.get().pipe.unet.register_forward_pre_hook(_pre_hook)
+
+
+def load_once(runner) -> None:
+    """A worker that loads once and never again: the file named by I2VKIT_TEST_LOADED exists
+    after the first load, and every later load (a restart) raises."""
+    import os
+    from pathlib import Path
+
+    marker = Path(os.environ["I2VKIT_TEST_LOADED"])
+    if marker.exists():
+        raise RuntimeError("injected: this worker loads only once")
+    marker.write_text("loaded")

@@ -19,14 +19,16 @@ class Server:
     """`invoke serve` in its own process; stopped by PID (checked against /proc) at the end."""
 
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None,
-                 host: str = "127.0.0.1") -> None:  # fmt: skip
+                 host: str = "127.0.0.1", device: str | None = "cpu") -> None:  # fmt: skip
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         # the CPU explicitly: on a machine with a GPU the default would be cuda:0
-        self.args = ["--model", "demo", "--device", "cpu", "--host", host, "--port",
-                     str(self.port), *args]  # fmt: skip
+        # (a Ray cluster's workers take the device Ray gives them: device=None)
+        where = ["--device", device] if device else []
+        self.args = ["--model", "demo", *where, "--host", host, "--port", str(self.port),
+                     *args]  # fmt: skip
         self.env = {**os.environ, "I2VKIT_HOME": str(home), "PYTHONUNBUFFERED": "1",
                     **(env or {})}  # fmt: skip
         self.proc: subprocess.Popen | None = None

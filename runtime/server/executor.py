@@ -1,0 +1,158 @@
+"""What runs where the model lives: in a worker process on this machine (workers.py) or in a Ray
+actor on a cluster node (cluster.py). It loads the model once, warms it, and turns every job
+into an outcome: a plain dict (succeeded with its record, cancelled, or failed with a cause),
+so that no error of a job ever ends the process that runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from i2vkit import request
+from i2vkit.errors import (
+    CancelledError,
+    ConfigError,
+    NaNOutputError,
+    OutOfMemoryError,
+    RequestError,
+    WontFitError,
+)
+from i2vkit.runtime.pipelines.base import OnProgress
+from i2vkit.runtime.runner import Runner
+from i2vkit.settings import Settings
+from i2vkit.speed import Speed
+
+log = logging.getLogger("i2vkit.worker")
+
+CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (OutOfMemoryError, "oom"),
+    (WontFitError, "wont_fit"),
+    (NaNOutputError, "nan"),
+    (RequestError, "invalid"),
+)
+
+Outcome = dict[str, Any]  # {"status": "succeeded", "result": {...}} | cancelled | failed
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs to load the model: plain values, pickled into a child process or a
+    Ray actor. `device` None: the worker's own choice (cuda:0 of the GPU Ray gave it, else
+    the CPU)."""
+
+    model: str
+    app: Settings
+    device: str | None = None
+    dtype: str | None = None
+    memory: str = "auto"
+    preset: str = "preview"  # the strategy is chosen for jobs of this preset's size
+    options: Speed = field(default_factory=Speed)
+    startup_hook: str | None = None  # "module:function", called with the loaded Runner
+    warmup: bool = True
+
+
+def load(spec: WorkerSpec) -> Runner:
+    from i2vkit.runtime.loader import Loader
+
+    sized = request.make(spec.model, spec.preset)
+    loader = Loader(spec.model, spec.app, spec.device, spec.dtype, spec.memory, sized,
+                    spec.options)  # fmt: skip
+    runner = Runner(loader, spec.app)
+    loaded = runner.setup()
+    log.info("loaded %s on %s (%s) in %.1f s; memory: %s", spec.model, loaded.device,
+             loaded.dtype, loaded.seconds, loaded.why)  # fmt: skip
+    if spec.startup_hook:
+        _call_hook(spec.startup_hook, runner)
+    if spec.warmup:
+        _warm(runner, spec)
+    return runner
+
+
+def _warm(runner: Runner, spec: WorkerSpec) -> None:
+    """Two steps at the default preset's size, so the first user's job does not pay for
+    kernel selection and allocator growth at those shapes (measured: the first jobs after
+    a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
+    from i2vkit.runtime.pictures import gradient_picture
+
+    s = request.make(spec.model, spec.preset, steps=2)
+    try:
+        runner.plan(s)
+    except WontFitError:
+        s = request.make(spec.model, "preview", steps=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        picture = gradient_picture(s.height, s.width)
+        result = runner.generate(s, picture, Path(tmp) / "warmup.mp4")
+    log.info("warm-up took %.2f s", result.seconds["total"])
+
+
+def _call_hook(spec: str, runner: Runner) -> None:
+    """Run a user's `module:function(runner)` after loading: custom attention processors,
+    compile flags, or a test's fault injection on the real modules."""
+    module_name, _, function = spec.partition(":")
+    if not function:
+        raise ConfigError(f"startup hook {spec!r} is not 'module:function'")
+    getattr(importlib.import_module(module_name), function)(runner)
+
+
+def execute(
+    runner: Runner, job_id: str, settings: dict[str, Any], image: Any, out: Path,
+    progress: OnProgress, cancelled: Callable[[], bool],
+) -> Outcome:  # fmt: skip
+    """Run one job to its outcome; `out` holds the video only when it succeeded. `image`: the
+    picture, or the path of the store's copy of it."""
+    try:
+        s = request.Request.model_validate(settings)
+        if isinstance(image, Path):
+            image = _open(image)
+        result = runner.generate(s, image, out, progress=progress, cancelled=cancelled)
+    except CancelledError:
+        log.info("job %s cancelled", job_id)
+        return {"status": "cancelled", "error": "cancelled while running"}
+    except Exception as error:
+        return _failed(job_id, error, out)
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items() if k != "total")
+    log.info(
+        "job %s succeeded in %.2f s (%s); %dx%d, %d frames, %d steps; peak %.2f GiB on %s %s",
+        job_id, result.seconds["total"], stages, s.height, s.width, s.frames, s.steps,
+        result.peak_bytes / 1024**3, result.device, result.dtype,
+    )  # fmt: skip
+    return {"status": "succeeded", "result": {
+        "frames": result.frames,
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "peak_bytes": result.peak_bytes,
+        "estimate_bytes": result.estimate.peak,
+        "device": result.device,
+        "dtype": result.dtype,
+        "retried": result.retried,
+        "frames_sha256": result.frames_sha256,
+        "options": result.options,
+        "warnings": result.warnings,
+        "settings": result.request.model_dump(),
+    }}  # fmt: skip
+
+
+def _open(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return picture.convert("RGB")
+
+
+def _failed(job_id: str, error: Exception, out: Path) -> Outcome:
+    cause = next((c for kind, c in CAUSES if isinstance(error, kind)), "error")
+    message = str(error) if cause != "error" else f"internal error: {error}"
+    if cause == "error":
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+    else:
+        log.warning("job %s failed (%s): %s", job_id, cause, error)
+    with contextlib.suppress(OSError):  # a read-only folder must not turn a failure into a crash
+        out.unlink(missing_ok=True)
+    return {"status": "failed", "error": message, "cause": cause}

@@ -1,0 +1,131 @@
+"""`invoke serve --cluster`: a real Ray cluster on loopback (ray.cluster_utils.Cluster: a head
+node's GCS and, per worker node, its own raylet and object store, all real Ray processes) with
+two worker nodes of one GPU each. The GPUs are Ray's logical resources (`num_gpus=1`), the way
+Ray's own tests give a CPU machine GPUs; the actors then run the demo model on the CPU.
+
+Everything binds 127.0.0.1: Ray resolves a loopback address to the machine's own IP unless
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's switch for a cluster that never leaves one machine;
+ray/_private/services.py `get_node_ip_address`), set here for the nodes and the server alike.
+
+Each node's processes are started and killed by the Cluster through their own Popen handles;
+removing a node mid-job is a real node death (its raylet and its workers SIGKILLed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.api import submit, until, wait
+from tests.helpers.server import Server
+
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 2, "num_gpus": 1,
+        "object_store_memory": 80 * 2**20}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from ray.cluster_utils import Cluster
+
+    home = tmp_path_factory.mktemp("ray-home")
+    shutil.copytree(demo_home, home, dirs_exist_ok=True)
+    # the nodes' processes inherit this environment: their actors' i2vkit home holds the twin
+    saved = {name: os.environ.get(name) for name in (*LOOPBACK, "I2VKIT_HOME")}
+    os.environ.update({**LOOPBACK, "I2VKIT_HOME": str(home)})
+    head = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "num_gpus": 0,
+            "object_store_memory": 80 * 2**20, "include_dashboard": False}  # fmt: skip
+    c = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        for _ in range(2):
+            c.add_node(**NODE)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def served(cluster, tmp_path: Path, demo_home: Path) -> Iterator[Server]:
+    home = tmp_path / "api-home"  # the API node's own store, apart from the nodes' homes
+    shutil.copytree(demo_home, home)
+    server = Server(home, "--cluster", cluster.address, "--queue-size", "12", device=None,
+                    env=LOOPBACK)  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _workers(server: Server) -> list[dict]:
+    return httpx.get(f"{server.url}/healthz", timeout=10).json()["workers"]
+
+
+def _running_step(server: Server, job_id: str, step: int = 2) -> dict:
+    def mid() -> dict | None:
+        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
+        return job if job.get("progress", {}).get("step", 0) >= step else None
+
+    return until(mid, f"job {job_id} at step {step}", timeout=120)
+
+
+def test_jobs_spread_over_the_nodes_and_progress_streams_back(served):
+    workers = until(lambda: [w for w in _workers(served) if w["state"] == "ready"] or None,
+                    "ready workers", timeout=60)  # fmt: skip
+    assert len({w["node_id"] for w in _workers(served)}) == 2, workers
+    ids = [submit(served.url, steps="12", seed=str(i)).json()["id"] for i in range(4)]
+    jobs = [wait(served.url, i, timeout=240) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 4, jobs
+    nodes = {j["result"]["worker"]["node_id"] for j in jobs}
+    assert len(nodes) == 2, "both nodes' GPUs ran jobs"
+    assert {j["result"]["worker"]["kind"] for j in jobs} == {"ray"}
+    video = httpx.get(f"{served.url}/v1/jobs/{ids[0]}/video", timeout=30)
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    info = httpx.get(f"{served.url}/v1/info", timeout=10).json()
+    assert info["cluster"]["gpus"] == 2 and info["loads"] == 2
+
+
+def test_cancel_reaches_the_actor_mid_job(served):
+    job_id = submit(served.url, steps="150").json()["id"]
+    _running_step(served, job_id)
+    assert httpx.post(f"{served.url}/v1/jobs/{job_id}/cancel", timeout=10).status_code == 202
+    job = wait(served.url, job_id, timeout=60)
+    assert job["status"] == "cancelled" and job["error"] == "cancelled while running", job
+    after = submit(served.url).json()["id"]  # the worker goes on
+    assert wait(served.url, after, timeout=120)["status"] == "succeeded"
+
+
+def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_are_used(
+    cluster, served
+):
+    job_id = submit(served.url, steps="60", seed="7").json()["id"]
+    _running_step(served, job_id)
+    worker = next(w for w in _workers(served) if w["job"] == job_id)
+    victim = next(n for n in cluster.worker_nodes if n.node_id == worker["node_id"])
+    cluster.remove_node(victim, allow_graceful=False)  # its raylet and workers: SIGKILL
+    job = wait(served.url, job_id, timeout=240)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["worker"]["node_id"] != worker["node_id"]
+    video = httpx.get(f"{served.url}/v1/jobs/{job_id}/video", timeout=30)
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    assert httpx.get(f"{served.url}/readyz", timeout=10).status_code == 200
+    lost = next(w for w in _workers(served) if w["name"] == worker["name"])
+    assert lost["deaths"] == 1
+
+    joined = cluster.add_node(**NODE)  # a GPU joins: the lost worker's actor lands there
+    until(lambda: any(w["node_id"] == joined.node_id and w["state"] == "ready"
+                      for w in _workers(served)), "a worker on the new node", timeout=120)  # fmt: skip
+    ids = [submit(served.url, seed=str(i)).json()["id"] for i in range(4)]
+    done = [wait(served.url, i, timeout=240) for i in ids]
+    assert {j["result"]["worker"]["node_id"] for j in done} >= {joined.node_id}
