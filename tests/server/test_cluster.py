@@ -124,8 +124,12 @@ def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_
     assert lost["deaths"] == 1
 
     joined = cluster.add_node(**NODE)  # a GPU joins: the lost worker's actor lands there
-    until(lambda: any(w["node_id"] == joined.node_id and w["state"] == "ready"
-                      for w in _workers(served)), "a worker on the new node", timeout=120)  # fmt: skip
+
+    def on_new_node() -> bool:
+        return any(w["node_id"] == joined.node_id and w["state"] == "ready"
+                   for w in _workers(served))  # fmt: skip
+
+    until(on_new_node, "a worker on the new node", timeout=120)
     ids = [submit(served.url, seed=str(i)).json()["id"] for i in range(4)]
     done = [wait(served.url, i, timeout=240) for i in ids]
     assert {j["result"]["worker"]["node_id"] for j in done} >= {joined.node_id}

@@ -40,9 +40,11 @@ def test_a_worker_killed_mid_job_is_restarted_and_its_job_retried(start_server):
     job_id = submit(server.url, steps="60", frames="8").json()["id"]
     killed = _kill_worker_mid_job(server, job_id)
     states = set()
-    while (job := httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json())[
-        "status"
-    ] not in ("succeeded", "failed", "cancelled"):
+    while (job := httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json())["status"] not in (
+        "succeeded",
+        "failed",
+        "cancelled",
+    ):
         states.add(httpx.get(f"{server.url}/readyz", timeout=10).status_code)
     assert states <= {200}, "the server stayed ready while its worker restarted"
     assert job["status"] == "succeeded", job
