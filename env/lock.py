@@ -25,16 +25,22 @@ from i2vkit.mirrors.choose import MirrorPlan, resolve
 from i2vkit.tools import uv
 
 
-def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> Path:
+def lock_pip(plan: MirrorPlan, out: Path = REQUIREMENTS / "runtime.txt") -> list[Path]:
+    """runtime.txt, and cluster.txt beside it: the same pins plus Ray's (the `cluster` extra,
+    for `serve --cluster` and the nodes that join one), constrained by runtime.txt so that the
+    two never disagree on a shared package."""
     root = need_checkout("i2vkit lock (it compiles the checkout's pyproject.toml)")
     with files.replacing(out) as tmp:
-        _compile(root, plan, tmp)
-    return out
+        _compile(root, plan, tmp, ["--extra", "runtime"])
+    cluster = out.with_name("cluster.txt")
+    with files.replacing(cluster) as tmp:
+        _compile(root, plan, tmp, ["--extra", "runtime", "--extra", "cluster", "-c", str(out)])
+    return [out, cluster]
 
 
-def _compile(root: Path, plan: MirrorPlan, tmp: Path) -> None:
+def _compile(root: Path, plan: MirrorPlan, tmp: Path, extra: list[str]) -> None:
     done = subprocess.run(
-        [uv(), "pip", "compile", str(root / "pyproject.toml"), "--extra", "runtime",
+        [uv(), "pip", "compile", str(root / "pyproject.toml"), *extra,
          "--universal", "--python-version", "3.10", "--generate-hashes", "--no-header",
          "--annotation-style", "line", "--override", str(REQUIREMENTS / "overrides.txt"),
          "--index-url", plan.url("pypi"), "--no-config", "-o", str(tmp)],
@@ -58,7 +64,7 @@ def lock(mirror: str, custom_mirrors: Mapping[str, Any] | None, pip: bool, conda
     plan = resolve(catalogue, mirror)
     written = []
     if pip:
-        written.append(lock_pip(plan))
+        written.extend(lock_pip(plan))
     if conda:
         written.append(lock_conda(catalogue, plan, platforms))
     return written
