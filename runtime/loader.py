@@ -83,15 +83,22 @@ def model_folder(model: Model, settings: Settings) -> Path:
     if folder is not None:
         return folder
     if model.local:  # no endpoint served it to setup: built here by the runtime's own code
-        if model.kind == "lora":
-            folder = settings.home / "models" / model.name
-            if not folder.exists():
-                twins.save_lora(folder, model.family, twin=model.twin)
+        from filelock import FileLock  # huggingface_hub's own dependency
+
+        models = settings.home / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        # one builder at a time: the workers of one server (or a --parallel group's ranks)
+        # start together, and a second build would replace the folder the first one reads
+        with FileLock(str(models / f".{model.base or model.name}.lock")):
+            if model.kind == "lora":
+                folder = models / model.name
+                if not folder.exists():
+                    twins.save_lora(folder, model.family, twin=model.twin)
+                return folder
+            folder = local_folder(model, settings)
+            if not (folder / "model_index.json").exists():
+                twins.save(folder, model.family, twin=model.twin)
             return folder
-        folder = local_folder(model, settings)
-        if not (folder / "model_index.json").exists():
-            twins.save(folder, model.family, twin=model.twin)
-        return folder
     raise ModelNotReadyError(
         f"model {model.name!r} ({model.repo_id}) is not in {settings.hub_cache}: "
         f"run `i2vkit setup --model {model.name}` first"

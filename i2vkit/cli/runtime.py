@@ -125,6 +125,8 @@ def calibrate(
         "workers); default: a worker process per GPU",
         "cluster": "serve on a Ray cluster: ray://HOST:10001, HOST:6379, or auto (RAY_ADDRESS); "
         "a worker per GPU of the cluster (needs i2vkit[cluster])",
+        "parallel": "devices per job (Wan): a worker is a group of N processes (default 1)",
+        "parallel-mode": "ulysses (context parallel; default) or cfg (the guidance branches, N=2)",
         "retention-hours": "delete finished jobs' files after this long (default 24)",
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
         "max-upload-mb": "largest image upload accepted (default 20)",
@@ -153,6 +155,8 @@ def serve(
     cache: str = "none",
     cache_threshold: float | None = None,
     cluster: str | None = None,
+    parallel: int = 1,
+    parallel_mode: str = "ulysses",
 ) -> None:
     """Serve the model over HTTP: job API under /v1, progress events, the web page at /."""
     app = runtime_settings(c, model=model, token=token)
@@ -169,6 +173,7 @@ def serve(
         app=app, model=app.model, host=host, port=int(port), preset=preset,
         queue_size=int(queue_size), token=app.token, insecure=insecure,
         stay_on_failure=stay_on_failure, dtype=dtype, devices=_devices(device), cluster=cluster,
+        parallel=int(parallel), parallel_mode=parallel_mode,
         retention_hours=float(retention_hours), interrupted=interrupted,
         startup_hook=app.startup_hook, max_upload_bytes=int(float(max_upload_mb) * 2**20),
         memory=memory, options=options,

@@ -57,9 +57,29 @@ class WorkerSpec:
     options: Speed = field(default_factory=Speed)
     startup_hook: str | None = None  # "module:function", called with the loaded Runner
     warmup: bool = True
+    parallel: int = 1  # processes (devices) per job: runtime/parallel.py
+    parallel_mode: str = "ulysses"
 
 
-def load(spec: WorkerSpec) -> Runner:
+def prepare(spec: WorkerSpec) -> None:
+    """Build a tiny twin's files (and its LoRA's) if they are not there yet. A group's ranks
+    call this before joining their group: transformers' save_pretrained writes no weights on
+    a rank other than 0 once torch.distributed is up (distributed/mixin.py
+    `should_save_on_this_rank`), so a twin built after would be a folder without weights."""
+    from i2vkit import catalogue
+    from i2vkit.runtime.loader import model_folder
+
+    model = catalogue.model(spec.model)
+    if model.local:
+        model_folder(model, spec.app)
+        if model.lora:
+            model_folder(catalogue.lora_files(model), spec.app)
+
+
+def load(spec: WorkerSpec, group: Any = None) -> Runner:
+    """The loaded, warmed runner; with a `group` (runtime/parallel.py), its denoiser split
+    over the group's ranks, every rank loading and warming alike."""
+    from i2vkit.runtime import parallel
     from i2vkit.runtime.loader import Loader
 
     sized = request.make(spec.model, spec.preset)
@@ -69,6 +89,9 @@ def load(spec: WorkerSpec) -> Runner:
     loaded = runner.setup()
     log.info("loaded %s on %s (%s) in %.1f s; memory: %s", spec.model, loaded.device,
              loaded.dtype, loaded.seconds, loaded.why)  # fmt: skip
+    if group is not None:
+        loaded.options["parallel"] = parallel.apply(loaded.pipe, spec.parallel_mode, group,
+                                                    loaded.device)  # fmt: skip
     if spec.startup_hook:
         _call_hook(spec.startup_hook, runner)
     if spec.warmup:
@@ -79,18 +102,26 @@ def load(spec: WorkerSpec) -> Runner:
 def _warm(runner: Runner, spec: WorkerSpec) -> None:
     """Two steps at the default preset's size, so the first user's job does not pay for
     kernel selection and allocator growth at those shapes (measured: the first jobs after
-    a 64x64 warm-up ran 10-30% slower). A preset that does not fit warms at preview."""
+    a 64x64 warm-up ran 10-30% slower). A preset that does not fit (and a group) warms at
+    preview."""
     from i2vkit.runtime.pictures import gradient_picture
 
     s = request.make(spec.model, spec.preset, steps=2)
-    try:
-        runner.plan(s)
-    except WontFitError:
+    # a group's ranks must all warm the same size, not each the size its own plan allows
+    if spec.parallel > 1 or not _fits(runner, s):
         s = request.make(spec.model, "preview", steps=2)
     with tempfile.TemporaryDirectory() as tmp:
         picture = gradient_picture(s.height, s.width)
         result = runner.generate(s, picture, Path(tmp) / "warmup.mp4")
     log.info("warm-up took %.2f s", result.seconds["total"])
+
+
+def _fits(runner: Runner, s: request.Request) -> bool:
+    try:
+        runner.plan(s)
+    except WontFitError:
+        return False
+    return True
 
 
 def _call_hook(spec: str, runner: Runner) -> None:

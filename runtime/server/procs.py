@@ -14,14 +14,18 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from i2vkit.errors import ModelLoadError
+from i2vkit.runtime import parallel
 from i2vkit.runtime.pipelines.base import OnProgress
 from i2vkit.runtime.runner import Facts
 from i2vkit.runtime.server import executor
@@ -33,26 +37,42 @@ POLL = 0.2  # seconds between checks of the child's life and the job's cancel fl
 
 
 class LocalProcess:
-    def __init__(self, spec: WorkerSpec, name: str) -> None:
+    """A worker: one process, or with `--parallel N` a group of N (one per device, rank 0
+    talking to this process, runtime/parallel.py) that runs each job together."""
+
+    def __init__(self, spec: WorkerSpec, name: str, devices: tuple[str, ...] = ()) -> None:
         self.spec = spec
         self.name = name
+        self.devices = devices or (spec.device or "",)
         self._ctx = multiprocessing.get_context("spawn")
-        self._proc: Any = None
+        self._procs: list[Any] = []
         self._conn: Any = None
         self._cancel: Any = None
 
+    @property
+    def _proc(self) -> Any:  # rank 0
+        return self._procs[0] if self._procs else None
+
     def where(self) -> dict[str, Any]:
-        return {"kind": "process", "pid": self._proc.pid if self._proc else None}
+        pids = [p.pid for p in self._procs]
+        return {"kind": "process", "pid": pids[0] if pids else None,
+                **({"pids": pids} if len(self.devices) > 1 else {})}  # fmt: skip
 
     def start(self, stopping: threading.Event) -> Facts:
         self.stop()
         self._conn, child = self._ctx.Pipe()
         self._cancel = self._ctx.Event()
-        # not daemonic: a daemonic process may not start processes of its own (torch.compile's
-        # workers); stop() ends it, and the child ends itself when this process is gone
-        args = (self.spec, child, self._cancel, os.getpid())
-        self._proc = self._ctx.Process(target=_child, name=self.name, args=args, daemon=False)
-        self._proc.start()
+        port = _free_port() if len(self.devices) > 1 else 0
+        for rank, device in enumerate(self.devices):
+            spec = replace(self.spec, device=device or None)
+            # not daemonic: a daemonic process may not start processes of its own
+            # (torch.compile's workers); stop() ends it, and it ends itself with this process
+            args = (spec, child if rank == 0 else None, self._cancel, os.getpid(), rank,
+                    len(self.devices), port)  # fmt: skip
+            proc = self._ctx.Process(target=_child, name=f"{self.name}.{rank}", args=args,
+                                     daemon=False)  # fmt: skip
+            proc.start()
+            self._procs.append(proc)
         child.close()
         while not stopping.is_set():
             message = self._receive()
@@ -84,7 +104,17 @@ class LocalProcess:
             if message[0] == "progress":
                 progress(*message[1:])
             elif message[0] == "outcome":
+                if message[1]["status"] == "failed":
+                    self._check_ranks()
                 return message[1], message[2]
+
+    def _check_ranks(self) -> None:
+        """A rank killed mid-job fails rank 0's job (a broken collective) before its death
+        reaches us: that failure is the group's loss, not the job's."""
+        for proc in self._procs[1:]:
+            proc.join(timeout=1.0)
+            if not proc.is_alive():
+                raise WorkerLost(self._death(proc))
 
     def _receive(self) -> tuple[Any, ...] | None:
         """The child's next message, None when none came within POLL; WorkerLost when the
@@ -94,36 +124,44 @@ class LocalProcess:
                 return self._conn.recv()
         except (EOFError, OSError) as error:
             raise WorkerLost(self._death()) from error
-        if not self._proc.is_alive():
-            raise WorkerLost(self._death())
+        for proc in self._procs:  # one rank gone and the group is broken
+            if not proc.is_alive():
+                raise WorkerLost(self._death(proc))
         return None
 
-    def _death(self) -> str:
-        proc = self._proc
+    def _death(self, proc: Any = None) -> str:
+        proc = proc or self._proc
         proc.join(timeout=5)
         code = proc.exitcode
         if code is not None and code < 0:
             how = f"killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with code {code}"
-        return f"worker process {proc.pid} ({self.spec.device or 'default device'}) {how}"
+        rank = self._procs.index(proc) if proc in self._procs else 0
+        device = self.devices[rank] or "default device"
+        return f"worker process {proc.pid} ({device}{f', rank {rank}' if rank else ''}) {how}"
 
     def stop(self) -> None:
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+        procs, conn = self._procs, self._conn
+        self._procs, self._conn = [], None
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.send(None)  # the child's loop ends; it exits
+                conn.send(None)  # the child's loop ends (and its group's); it exits
             conn.close()
-        if proc is not None:
+        for proc in procs:
             proc.join(timeout=10)
+        for proc in procs:  # a group whose rank died waits in a collective: kill the rest
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5)
 
 
-def _child(spec: WorkerSpec, conn: Any, cancel: Any, parent: int) -> None:
-    """The worker process's main: load, say ready, run jobs until told to stop."""
+def _child(
+    spec: WorkerSpec, conn: Any, cancel: Any, parent: int, rank: int = 0, world: int = 1,
+    port: int = 0,
+) -> None:  # fmt: skip
+    """A worker process's main: load, say ready, run jobs until told to stop. In a group,
+    rank 0 talks to the server and passes each message on to the other ranks."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s[%(processName)s]: %(message)s",
@@ -131,25 +169,53 @@ def _child(spec: WorkerSpec, conn: Any, cancel: Any, parent: int) -> None:
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     try:
-        runner = executor.load(spec)
+        group = None
+        if world > 1:
+            executor.prepare(spec)
+            group = parallel.init(rank, world, port, spec.device or "cpu")
+        runner = executor.load(spec, group)
     except BaseException as error:
-        conn.send(("failed", f"{type(error).__name__}: {error}"))
-        return
-    conn.send(("ready", runner.facts()))
+        if conn is not None:
+            conn.send(("failed", f"{type(error).__name__}: {error}"))
+        sys.exit(1)  # a rank that failed alone: the server sees it exit
+    if conn is not None:
+        conn.send(("ready", runner.facts()))
     while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
+        message = _next(conn, group)
         if message is None:
             return
         _, job_id, settings, source, out = message
-        outcome = executor.execute(
-            runner, job_id, settings, Path(source), Path(out),
-            progress=lambda stage, done, total: conn.send(("progress", stage, done, total)),
-            cancelled=cancel.is_set,
-        )  # fmt: skip
-        conn.send(("outcome", outcome, runner.facts()))
+        if conn is not None:
+            outcome = executor.execute(
+                runner, job_id, settings, Path(source), Path(out),
+                progress=lambda stage, done, total: conn.send(("progress", stage, done, total)),
+                cancelled=(lambda: group.agree(cancel.is_set())) if group else cancel.is_set,
+            )  # fmt: skip
+            conn.send(("outcome", outcome, runner.facts()))
+            continue
+        assert group is not None  # another rank: the same job, its frames discarded
+        with tempfile.TemporaryDirectory() as tmp:
+            executor.execute(runner, job_id, settings, Path(source), Path(tmp) / "rank.mp4",
+                             progress=lambda *_: None,
+                             cancelled=lambda: group.agree(False))  # fmt: skip
+
+
+def _next(conn: Any, group: parallel.Group | None) -> Any:
+    """The next job message (None: stop), on every rank of a group alike."""
+    message = None
+    if conn is not None:
+        try:
+            message = conn.recv()
+        except EOFError:
+            message = None
+    return group.broadcast(message) if group else message
+
+
+def _free_port() -> int:
+    """A loopback port for the group's rendezvous (rank 0's TCP store binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _exit_with(parent: int) -> None:

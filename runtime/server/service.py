@@ -16,6 +16,7 @@ from i2vkit import catalogue, request
 from i2vkit.errors import ConfigError, ModelLoadError, NotReadyError
 from i2vkit.net import is_loopback
 from i2vkit.planner import Estimate
+from i2vkit.runtime import parallel
 from i2vkit.runtime.runner import Facts, plan_on
 from i2vkit.runtime.server.executor import WorkerSpec
 from i2vkit.runtime.server.metrics import Metrics
@@ -48,6 +49,8 @@ class ServeConfig:
     warmup: bool = True
     startup_hook: str | None = None  # "module:function", called with each loaded Runner
     cluster: str | None = None  # a Ray cluster's address ("ray://HOST:PORT", "HOST:PORT")
+    parallel: int = 1  # devices per job (runtime/parallel.py)
+    parallel_mode: str = "ulysses"
     memory: str = "auto"  # the memory strategy, or 'auto': the planner's for the default preset
     options: Speed = field(default_factory=Speed)  # the accelerations (i2vkit/speed.py)
 
@@ -57,6 +60,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         """Flags out of range are refused here, before anything loads or binds."""
+        parallel.check(self.model, self.parallel, self.parallel_mode)
+        if self.parallel > 1 and self.cluster:
+            raise ConfigError("--parallel runs a job over one node's GPUs; with --cluster each "
+                              "Ray actor holds one GPU: use one of the two")  # fmt: skip
+        if self.parallel > 1 and (self.options.cache != "none" or self.options.compile):
+            raise ConfigError("--parallel with --cache or --compile is not supported (never "
+                              "tested together): drop one of them")  # fmt: skip
         if self.cluster and self.devices:
             raise ConfigError("--cluster and --device exclude each other: on a cluster each "
                               "worker takes the GPU Ray gives it")  # fmt: skip
@@ -99,6 +109,18 @@ def _devices(config: ServeConfig) -> tuple[str, ...]:
     return ("cpu",)
 
 
+def _groups(config: ServeConfig) -> list[tuple[str, ...]]:
+    """The devices in groups of --parallel (N CPU ranks where there is no GPU: the tests')."""
+    n = config.parallel
+    devices = _devices(config)
+    if devices == ("cpu",) and not config.devices:
+        devices *= n
+    if len(devices) % n:
+        raise ConfigError(f"--parallel {n} takes the devices {n} at a time; there are "
+                          f"{len(devices)}: {','.join(devices)}")  # fmt: skip
+    return [devices[i : i + n] for i in range(0, len(devices), n)]
+
+
 @dataclass
 class Service:
     config: ServeConfig
@@ -137,7 +159,7 @@ class Service:
     def spec(self, device: str | None) -> WorkerSpec:
         c = self.config
         return WorkerSpec(c.model, c.app, device, c.dtype, c.memory, c.preset, c.options,
-                          c.startup_hook, c.warmup)  # fmt: skip
+                          c.startup_hook, c.warmup, c.parallel, c.parallel_mode)  # fmt: skip
 
     def add(self, backend: Backend) -> Slot:
         """A worker for `backend`, started now (it loads in its own thread)."""
@@ -160,8 +182,9 @@ class Service:
                 self.pool = RayPool(self.config.cluster, self)
                 self.pool.start()  # a worker per GPU the cluster has; more as GPUs join
             else:
-                for device in _devices(self.config):
-                    self.add(LocalProcess(self.spec(device), f"worker-{len(self.slots)}"))
+                for group in _groups(self.config):  # one device each, or --parallel's N
+                    name = f"worker-{len(self.slots)}"
+                    self.add(LocalProcess(self.spec(group[0]), name, group))
             wait_loaded(list(self.slots), self.stopping, None)
             failed = [s for s in self.slots if s.state == "failed"]
             # on one machine every device must load; on a cluster, one worker is a service

@@ -19,7 +19,8 @@ class Server:
     """`invoke serve` in its own process; stopped by PID (checked against /proc) at the end."""
 
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None,
-                 host: str = "127.0.0.1", device: str | None = "cpu") -> None:  # fmt: skip
+                 host: str = "127.0.0.1", device: str | None = "cpu",
+                 model: str = "demo") -> None:  # fmt: skip
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -27,7 +28,7 @@ class Server:
         # the CPU explicitly: on a machine with a GPU the default would be cuda:0
         # (a Ray cluster's workers take the device Ray gives them: device=None)
         where = ["--device", device] if device else []
-        self.args = ["--model", "demo", *where, "--host", host, "--port", str(self.port),
+        self.args = ["--model", model, *where, "--host", host, "--port", str(self.port),
                      *args]  # fmt: skip
         self.env = {**os.environ, "I2VKIT_HOME": str(home), "PYTHONUNBUFFERED": "1",
                     **(env or {})}  # fmt: skip

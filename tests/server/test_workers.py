@@ -96,3 +96,32 @@ def test_two_workers_share_the_queue(start_server):
     jobs = [wait(server.url, i, timeout=240) for i in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 4
     assert {j["result"]["worker"]["pid"] for j in jobs} == {w["pid"] for w in workers}
+
+
+def test_a_parallel_group_cancels_together_and_a_lost_rank_restarts_it(start_server):
+    """--parallel 2 on the CPU: one worker of two ranks. A cancel stops both at the same step
+    (the next job runs, so neither was left in a collective); SIGKILL on rank 1 loses the
+    group's job to a retry on a restarted group."""
+    server = start_server("--parallel", "2", device="cpu,cpu", model="wan-demo")
+    (worker,) = _health(server)["workers"]
+    assert len(worker["pids"]) == 2
+    wan = {"height": "128", "width": "128", "frames": "9", "guidance": "5"}
+    job_id = submit(server.url, steps="150", **wan).json()["id"]
+    until(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
+          .get("progress", {}).get("step", 0) >= 2, "mid-run", timeout=120)  # fmt: skip
+    httpx.post(f"{server.url}/v1/jobs/{job_id}/cancel", timeout=10)
+    assert wait(server.url, job_id, timeout=60)["status"] == "cancelled"
+    done = wait(server.url, submit(server.url, steps="4", **wan).json()["id"], timeout=120)
+    assert done["status"] == "succeeded" and done["result"]["options"]["parallel"] == "ulysses x2"
+
+    job_id = submit(server.url, steps="60", **wan).json()["id"]
+    until(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
+          .get("progress", {}).get("step", 0) >= 2, "mid-run", timeout=120)  # fmt: skip
+    rank1 = _health(server)["workers"][0]["pids"][1]
+    assert b"multiprocessing" in Path(f"/proc/{rank1}/cmdline").read_bytes()
+    os.kill(rank1, signal.SIGKILL)
+    job = wait(server.url, job_id, timeout=240)
+    assert job["status"] == "succeeded", job
+    (worker,) = _health(server)["workers"]
+    assert worker["deaths"] == 1 and rank1 not in worker["pids"]
+    assert "rank 1) killed by SIGKILL" in server.log.read_text()
