@@ -218,6 +218,7 @@ def build_image(
     show: Callable[[BuildPlan], None] = lambda plan: None,
     say: Say = lambda line: None,
     environ: Mapping[str, str] | None = None,
+    cluster: bool = False,
 ) -> Summary | None:
     """Plan, `show` the plan, and (unless `dry_run`) build it through the Docker Engine API,
     streaming the build's output to `say`. `environ` locates the engine (DOCKER_HOST)."""
@@ -234,6 +235,7 @@ def build_image(
         no_weights,
         custom_mirrors,
         token_source=found[1] if found else None,
+        cluster=cluster,
     )
     show(plan)
     if dry_run:

@@ -47,6 +47,7 @@ class Sizes(StrictModel):
     schema_: int = Field(alias="schema")
     source: int
     runtime_layer: int
+    cluster_layer: int
     base: dict[str, int]
     torch: dict[str, int]
 
@@ -106,12 +107,18 @@ def resolve_variant(cuda: str, settings: Settings) -> tuple[str, str]:
     return decision.value, (f"auto: {decision.reason}" if cuda == "auto" else decision.reason)
 
 
-def lock_hash(variant: str, root: Path) -> str:
+def lock_file(cluster: bool) -> str:
+    """The pip lock the image's env installs: the runtime's, or with Ray's pins for an image
+    that also joins a Ray cluster as a worker node (`build-image --cluster`)."""
+    return f"env/requirements/{'cluster' if cluster else 'runtime'}.txt"
+
+
+def lock_hash(variant: str, root: Path, cluster: bool = False) -> str:
     """The hash the image's own `i2vkit setup --backend venv` records for its env: one function
     (env.plan.lock_hash), so the label and the env's state agree."""
     from i2vkit.env.plan import lock_hash as env_lock_hash
 
-    digest, _files = env_lock_hash(variant, "venv", root / "env" / "requirements" / "runtime.txt")
+    digest, _files = env_lock_hash(variant, "venv", root / lock_file(cluster))
     return f"sha256:{digest}"
 
 
@@ -160,7 +167,7 @@ def mirror_config(mplan: MirrorPlan) -> dict[str, Any]:
 
 
 def build_args(
-    mplan: MirrorPlan, base: str, model: Any, no_weights: bool, root: Path
+    mplan: MirrorPlan, base: str, model: Any, no_weights: bool, root: Path, cluster: bool = False
 ) -> dict[str, str]:
     args = {"BASE_IMAGE": base, **render.docker_build_args(mplan)}
     target = apt_target(base)
@@ -178,7 +185,8 @@ def build_args(
     args["FETCH_WEIGHTS"] = "0" if no_weights or model.local else "1"
     args["LOCAL_MODEL"] = model.name if model.local and not no_weights else ""
     args["HF_TOKEN_URL"] = ""  # set by the build when a token is delivered (images/secrets.py)
-    args["LOCK_HASH"] = lock_hash(mplan.variant, root)
+    args["LOCK"] = lock_file(cluster)
+    args["LOCK_HASH"] = lock_hash(mplan.variant, root, cluster)
     args["SOURCE_REVISION"] = source_revision(root)
     args["VERSION"] = __version__
     return args
@@ -188,12 +196,16 @@ def _loopback(url: str) -> bool:
     return is_loopback(urlsplit(url).hostname or "")
 
 
-def _baked(model: Any, variant: str, no_weights: bool, sz: Sizes) -> tuple[Baked, ...]:
+def _baked(
+    model: Any, variant: str, no_weights: bool, sz: Sizes, cluster: bool = False
+) -> tuple[Baked, ...]:
     files = [
         Baked(
             PREFIX,
-            f"venv: torch {variant} + env/requirements/runtime.txt (hash-locked)",
-            sz.torch.get(variant, max(sz.torch.values())) + sz.runtime_layer,
+            f"venv: torch {variant} + {lock_file(cluster)} (hash-locked)",
+            sz.torch.get(variant, max(sz.torch.values()))
+            + sz.runtime_layer
+            + (sz.cluster_layer if cluster else 0),
         ),
     ]
     if no_weights:
@@ -235,6 +247,7 @@ def make_plan(
     catalogue: Catalogue | None = None,
     token_source: str | None = None,
     root: Path | None = None,
+    cluster: bool = False,
 ) -> BuildPlan:
     """Everything the build will do, decided up front; nothing is built or fetched here."""
     from i2vkit import catalogue as models
@@ -245,15 +258,16 @@ def make_plan(
     mplan = resolve(catalogue or load(custom=custom_mirrors), mirror, variant)
     torch_version = models.torch_variants().torch
     sz = sizes()
-    baked = _baked(entry, variant, no_weights, sz)
+    baked = _baked(entry, variant, no_weights, sz, cluster)
     base_bytes = sz.base.get(base, sz.base["default"])
-    args = build_args(mplan, base, entry, no_weights, root)
+    args = build_args(mplan, base, entry, no_weights, root, cluster)
     urls = [args["PIP_INDEX_URL"], args["TORCH_INDEX_URL"], args["HF_ENDPOINT"]]
     labels = {
         "io.i2vkit.model": entry.name,
         "io.i2vkit.model.revision": entry.revision,
         "io.i2vkit.torch.variant": variant,
         "io.i2vkit.lock.hash": args["LOCK_HASH"],
+        "io.i2vkit.cluster": "ray" if cluster else "none",
         "org.opencontainers.image.revision": args["SOURCE_REVISION"],
     }
     if no_weights:
@@ -277,8 +291,8 @@ def make_plan(
         Stage(
             "env",
             f"`i2vkit setup --backend venv --prefix {PREFIX} --cuda {variant} --mirror "
-            f"{MIRROR_NAME} --no-weights`: torch {torch_version}+{variant}, "
-            "env/requirements/runtime.txt",
+            f"{MIRROR_NAME} --no-weights --lock {args['LOCK']}`: torch "
+            f"{torch_version}+{variant}, {args['LOCK']}",
         ),
         Stage("weights", weights),
         Stage(
@@ -296,8 +310,14 @@ def make_plan(
             "step, never in a layer, the config or the history"
         )
     loopback = any(_loopback(u) for u in urls) or bool(token_source)
+    if cluster:
+        notes.append(
+            "with Ray: the image also joins a Ray cluster as a worker node: `docker run "
+            "--gpus all --network host --entrypoint /opt/i2vkit/env/bin/ray TAG start "
+            "--address=HEAD:6379 --block` (docs/scaling.md)"
+        )
     return BuildPlan(
-        tag=tag or f"i2vkit/{entry.name}:{torch_version}-{variant}",
+        tag=tag or f"i2vkit/{entry.name}:{torch_version}-{variant}{'-ray' if cluster else ''}",
         base=base,
         model=entry.name,
         variant=variant,

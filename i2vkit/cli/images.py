@@ -27,6 +27,8 @@ from i2vkit.images.run import run_image as run
         "no-weights": "bake no weights (mount an HF cache at run time)",
         "base": "base image (default: debian:bookworm-slim; the host's driver comes from --gpus)",
         "json": "print the plan as JSON",
+        "cluster": "with Ray (env/requirements/cluster.txt): the image can also join a Ray "
+        "cluster as a worker node (docs/scaling.md)",
     },
 )
 def build_image(
@@ -40,6 +42,7 @@ def build_image(
     no_weights: bool = False,
     base: str | None = None,
     json: bool = False,
+    cluster: bool = False,
 ) -> None:
     """Build the service image: the locked env, baked weights, `i2vkit serve`."""
     app = settings(c, model=model, mirror=mirror)
@@ -47,6 +50,7 @@ def build_image(
     summary = build(
         app, app.model, app.mirror, cuda, tag, push, dry_run, no_weights, base or DEFAULT_BASE,
         mirrors_config(c), show=_show_json if json else lambda plan: _show(plan, say), say=say,
+        cluster=cluster,
     )  # fmt: skip
     if summary is None:
         if not json:

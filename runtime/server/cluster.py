@@ -176,6 +176,10 @@ class RayBackend:
             raise WorkerLost(f"the Ray actor on node {node} was lost: "
                              f"{str(error).splitlines()[0]}") from error  # fmt: skip
 
+    def cancel(self) -> None:
+        if self.actor is not None:
+            self.actor.cancel.remote()  # runs on the actor's second thread
+
     def stop(self) -> None:
         if self.actor is not None:
             try:

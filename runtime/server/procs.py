@@ -108,6 +108,10 @@ class LocalProcess:
                     self._check_ranks()
                 return message[1], message[2]
 
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
     def _check_ranks(self) -> None:
         """A rank killed mid-job fails rank 0's job (a broken collective) before its death
         reaches us: that failure is the group's loss, not the job's."""

@@ -143,7 +143,14 @@ class Service:
         swept = store.sweep(config.retention_hours * 3600)
         if swept:
             log.info("removed %d job(s) older than %g h", swept, config.retention_hours)
-        return cls(config, store)
+        service = cls(config, store)
+        store.on_cancel = service._cancel
+        return service
+
+    def _cancel(self, job_id: str) -> None:
+        for slot in self.slots:
+            if slot.current == job_id:
+                slot.backend.cancel()
 
     @property
     def health(self) -> str:

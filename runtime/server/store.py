@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job survives power loss
         self._db.executescript(SCHEMA)
         self.progress: dict[str, JobProgress] = {}  # live progress of running jobs, in memory
+        # told at once when a running job is cancelled (the service tells its worker, which
+        # stops at its next step; the flag in the row is the record and the fallback)
+        self.on_cancel: Callable[[str], None] = lambda job_id: None
         self.wake = threading.Condition(self._lock)
         # event-stream subscribers per job: every change is pushed, so no step is missed
         self._subscribers: dict[str, list[queue.SimpleQueue[dict[str, Any] | None]]] = {}
@@ -224,6 +228,7 @@ class JobStore:
                 self.finish(job_id, "cancelled", error="cancelled before it started")
             elif job.status == "running":
                 self._db.execute("UPDATE jobs SET cancel=1 WHERE id=?", (job_id,))
+                self.on_cancel(job_id)
             return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:

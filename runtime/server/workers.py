@@ -41,6 +41,9 @@ class Backend(Protocol):
     ) -> tuple[Outcome, Facts]:
         """The job's outcome, the output written to the store's path; WorkerLost on a death."""
 
+    def cancel(self) -> None:
+        """Stop the running job at its next step (from any thread)."""
+
     def stop(self) -> None: ...
 
     def where(self) -> dict[str, Any]:

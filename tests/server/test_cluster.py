@@ -3,9 +3,10 @@ node's GCS and, per worker node, its own raylet and object store, all real Ray p
 two worker nodes of one GPU each. The GPUs are Ray's logical resources (`num_gpus=1`), the way
 Ray's own tests give a CPU machine GPUs; the actors then run the demo model on the CPU.
 
-Everything binds 127.0.0.1: Ray resolves a loopback address to the machine's own IP unless
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's switch for a cluster that never leaves one machine;
-ray/_private/services.py `get_node_ip_address`), set here for the nodes and the server alike.
+Everything binds 127.0.0.2, a loopback address: Ray rewrites 127.0.0.1 (and "localhost") to
+the machine's own IP (ray/_private/services.py `resolve_ip_for_localhost`), and `ray start`
+refuses the switch that stops it (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) for a multi-node
+cluster; the rest of 127.0.0.0/8 it takes as given.
 
 Each node's processes are started and killed by the Cluster through their own Popen handles;
 removing a node mid-job is a real node death (its raylet and its workers SIGKILLed).
@@ -13,19 +14,23 @@ removing a node mid-job is a real node death (its raylet and its workers SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from i2vkit.tools import script
 from tests.helpers.api import submit, until, wait
 from tests.helpers.server import Server
 
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 2, "num_gpus": 1,
+IP = "127.0.0.2"
+NODE = {"node_ip_address": IP, "num_cpus": 2, "num_gpus": 1,
         "object_store_memory": 80 * 2**20}  # fmt: skip
 
 
@@ -36,9 +41,9 @@ def cluster(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     home = tmp_path_factory.mktemp("ray-home")
     shutil.copytree(demo_home, home, dirs_exist_ok=True)
     # the nodes' processes inherit this environment: their actors' i2vkit home holds the twin
-    saved = {name: os.environ.get(name) for name in (*LOOPBACK, "I2VKIT_HOME")}
-    os.environ.update({**LOOPBACK, "I2VKIT_HOME": str(home)})
-    head = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "num_gpus": 0,
+    saved = os.environ.get("I2VKIT_HOME")
+    os.environ["I2VKIT_HOME"] = str(home)
+    head = {"node_ip_address": IP, "num_cpus": 1, "num_gpus": 0,
             "object_store_memory": 80 * 2**20, "include_dashboard": False}  # fmt: skip
     c = Cluster(initialize_head=True, head_node_args=head)
     try:
@@ -48,19 +53,17 @@ def cluster(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield c
     finally:
         c.shutdown()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop("I2VKIT_HOME", None)
+        else:
+            os.environ["I2VKIT_HOME"] = saved
 
 
 @pytest.fixture
 def served(cluster, tmp_path: Path, demo_home: Path) -> Iterator[Server]:
     home = tmp_path / "api-home"  # the API node's own store, apart from the nodes' homes
     shutil.copytree(demo_home, home)
-    server = Server(home, "--cluster", cluster.address, "--queue-size", "12", device=None,
-                    env=LOOPBACK)  # fmt: skip
+    server = Server(home, "--cluster", cluster.address, "--queue-size", "12", device=None)
     server.start()
     try:
         yield server
@@ -109,6 +112,7 @@ def test_cancel_reaches_the_actor_mid_job(served):
 def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_are_used(
     cluster, served
 ):
+    old_nodes = {w["node_id"] for w in _workers(served)}
     job_id = submit(served.url, steps="60", seed="7").json()["id"]
     _running_step(served, job_id)
     worker = next(w for w in _workers(served) if w["job"] == job_id)
@@ -123,13 +127,37 @@ def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_
     lost = next(w for w in _workers(served) if w["name"] == worker["name"])
     assert lost["deaths"] == 1
 
-    joined = cluster.add_node(**NODE)  # a GPU joins: the lost worker's actor lands there
+    # a GPU joins through the documented worker-node command (the image's entrypoint runs the
+    # same `ray start`): the lost worker's new actor lands there
+    with _ray_start(cluster.address) as joined:
 
-    def on_new_node() -> bool:
-        return any(w["node_id"] == joined.node_id and w["state"] == "ready"
-                   for w in _workers(served))  # fmt: skip
+        def on_new_node() -> dict | None:
+            ready = [w for w in _workers(served) if w["state"] == "ready"]
+            return next((w for w in ready if w["node_id"] not in old_nodes), None)
 
-    until(on_new_node, "a worker on the new node", timeout=120)
-    ids = [submit(served.url, seed=str(i)).json()["id"] for i in range(4)]
-    done = [wait(served.url, i, timeout=240) for i in ids]
-    assert {j["result"]["worker"]["node_id"] for j in done} >= {joined.node_id}
+        new = until(on_new_node, "a worker on the joined node", timeout=120)
+        ids = [submit(served.url, seed=str(i)).json()["id"] for i in range(4)]
+        done = [wait(served.url, i, timeout=240) for i in ids]
+        assert {j["result"]["worker"]["node_id"] for j in done} >= {new["node_id"]}
+        assert joined.poll() is None
+
+
+@contextlib.contextmanager
+def _ray_start(address: str) -> Iterator[subprocess.Popen]:
+    """`ray start --address=... --block` in its own session, stopped by its own pid (and its
+    raylet and workers with it, by that session's process group)."""
+    command = [str(script("ray", "ray")), "start", f"--address={address}", "--num-gpus=1",
+               "--num-cpus=2", f"--node-ip-address={IP}", "--object-store-memory",
+               str(80 * 2**20), "--block"]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
