@@ -19,6 +19,9 @@ in the same run:
   F. LTX-Video 2B 0.9.5 at 512x768: the docs example, as shipped, all (the low-memory tier).
   G. HunyuanVideo 1.5 480p step-distilled: the docs example, as shipped, all (its blocks take no
      cache hook: that option is left out with the loader's reason).
+  H. One job over the machine's GPUs (`serve --parallel`): Wan 2.2 TI2V-5B at 480p on one GPU,
+     then split by Ulysses over all of them and by CFG over two (benchmarks/gpu_parallel.py).
+     Needs two GPUs or more; on one it records why it did not run.
 
 Sections run in that order while the time budget lasts; the JSON is rewritten after each one, so
 what finished survives a timeout, and a section that fails records its error and the next one
@@ -90,6 +93,27 @@ SMOKE = (
     Section("G", "HunyuanVideo 1.5 twin: docs vs i2vkit vs all (cache refused)", "hunyuan-demo",
             (64, 80), 5, 4, ("cache", "fp8"), only_all=True),
 )  # fmt: skip
+
+
+PARALLEL = {  # section H: model, (height, width), frames, steps
+    "full": ("wan2.2-ti2v-5b", (480, 832), 49, 10),
+    "smoke": ("wan-demo", (128, 128), 9, 4),
+}
+
+
+def run_parallel(smoke: bool) -> dict[str, Any]:
+    import torch
+
+    from benchmarks import gpu_parallel
+
+    model, size, frames, steps = PARALLEL["smoke" if smoke else "full"]
+    world = 2 if smoke else torch.cuda.device_count()
+    if world < 2:
+        return {"what": "one job over several GPUs", "skipped": f"{world} GPU on this machine"}
+    return {
+        "what": "one job over several GPUs (--parallel)",
+        **gpu_parallel.run(model, size, frames, steps, world, not smoke, not smoke),
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -193,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
         report["seconds"] = time.perf_counter() - started
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
         _print(section.key, report["sections"][section.key])
+    if not args.only or "H" in args.only:
+        elapsed = time.perf_counter() - started
+        if elapsed > args.budget:
+            report["skipped"]["H"] = f"time budget spent ({elapsed:.0f} s)"
+        else:
+            print(f"[{elapsed:5.0f} s] H: one job over several GPUs", flush=True)
+            try:
+                report["sections"]["H"] = run_parallel(args.smoke)
+            except Exception as error:
+                report["sections"]["H"] = {"what": "one job over several GPUs",
+                                           "error": f"{type(error).__name__}: {error}",
+                                           "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+            print(f"  H: {json.dumps(report['sections']['H'], default=str)[:600]}", flush=True)
     report["seconds"] = time.perf_counter() - started
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {args.out} in {report['seconds']:.0f} s")

@@ -20,7 +20,7 @@ def test_the_gpu_check_runs_every_section_and_writes_its_figures(app, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["sections"]) == {"A", "B", "C", "F", "G"} and not report["skipped"]
+    assert set(report["sections"]) == {"A", "B", "C", "F", "G", "H"} and not report["skipped"]
     a, b, c = (report["sections"][k] for k in "ABC")
     assert [r["name"] for r in a["runs"]] == ["docs example", "i2vkit", "all"]
     assert [r["name"] for r in c["runs"]] == ["docs example", "i2vkit", "+cache", "+fp8", "all"]
@@ -37,3 +37,8 @@ def test_the_gpu_check_runs_every_section_and_writes_its_figures(app, tmp_path):
     assert [r["name"] for r in g["runs"]] == ["docs example", "i2vkit", "all"]
     assert g["runs"][2]["options"]["cache"] == "off"
     assert any("+cache not run" in note for note in g["notes"])
+    # H: one job over two ranks (CPU, gloo): both ways, the one-rank frames within one level
+    h = report["sections"]["H"]
+    assert set(h["split"]) == {"ulysses", "cfg"}, h
+    for split in h["split"].values():
+        assert split["ranks"] == 2 and split["max_frame_diff"] <= 1 and split["seconds"] > 0
