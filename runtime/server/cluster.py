@@ -41,14 +41,21 @@ GROW = 2.0  # seconds between looks for GPUs that joined
 NAMESPACE = "i2vkit"
 
 
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as error:
+def check_ray() -> None:
+    """ConfigError naming the fix when Ray is not installed (without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
         raise ConfigError(
             "--cluster needs Ray, which is not installed: pip install 'i2vkit[cluster]' "
             "(or `invoke setup --lock env/requirements/cluster.txt`)"
-        ) from error
+        )
+
+
+def _ray() -> Any:
+    check_ray()
+    import ray
+
     return ray
 
 

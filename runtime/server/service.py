@@ -67,6 +67,11 @@ class ServeConfig:
         if self.parallel > 1 and (self.options.cache != "none" or self.options.compile):
             raise ConfigError("--parallel with --cache or --compile is not supported (never "
                               "tested together): drop one of them")  # fmt: skip
+        if self.cluster:  # an address to read and Ray to read it with, before loading
+            from i2vkit.runtime.server.cluster import address, check_ray
+
+            address(self.cluster)
+            check_ray()
         if self.cluster and self.devices:
             raise ConfigError("--cluster and --device exclude each other: on a cluster each "
                               "worker takes the GPU Ray gives it")  # fmt: skip

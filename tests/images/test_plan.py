@@ -139,3 +139,16 @@ def test_invoke_build_image_dry_run():
     assert "https://pypi.tuna.tsinghua.edu.cn/simple" in done.stdout
     assert "expected size" in done.stdout
     assert done.stdout.rstrip().endswith("dry run: nothing was built")
+
+
+def test_a_cluster_image_installs_the_lock_with_ray(no_network):
+    plain = make_plan(resolve({}, {}, {}), "demo", "default", cuda="cpu")
+    ray = make_plan(resolve({}, {}, {}), "demo", "default", cuda="cpu", cluster=True)
+    assert plain.build_args["LOCK"] == "env/requirements/runtime.txt"
+    assert ray.build_args["LOCK"] == "env/requirements/cluster.txt"
+    assert ray.build_args["LOCK_HASH"] != plain.build_args["LOCK_HASH"]
+    assert ray.labels["io.i2vkit.cluster"] == "ray" and plain.labels["io.i2vkit.cluster"] == "none"
+    assert ray.tag.endswith("-cpu-ray") and plain.tag.endswith("-cpu")
+    assert ray.expected_bytes > plain.expected_bytes
+    assert any("--entrypoint /opt/i2vkit/env/bin/ray" in note for note in ray.notes)
+    assert "--lock env/requirements/cluster.txt" in ray.stages[1].does

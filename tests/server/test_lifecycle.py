@@ -120,11 +120,15 @@ def test_or_stays_up_as_failed_by_flag(start_server, fresh_home):
 
 
 def test_out_of_range_server_flags_are_refused_before_loading(fresh_home):
-    env = {"I2VKIT_HOME": str(fresh_home)}
+    env = {"I2VKIT_HOME": str(fresh_home), "RAY_ADDRESS": ""}
     for args, message in (
         (["--interrupted", "drop"], "--interrupted 'drop' is unknown; known: retry, fail"),
         (["--queue-size", "0"], "--queue-size 0 is out of range; allowed: 1 to 10000"),
         (["--port", "70000"], "--port 70000 is out of range"),
+        (["--device", "gpu0"], "--device 'gpu0' is not cpu or cuda:N"),
+        (["--parallel", "2"], "demo is i2vgen-xl: serve it with --parallel 1"),
+        (["--cluster", "auto"], "--cluster auto reads RAY_ADDRESS, which is not set"),
+        (["--cluster", "127.0.0.2:1", "--device", "cpu"], "--cluster and --device exclude"),
     ):
         done = run_invoke("serve", "--model", "demo", *args, env=env)
         assert done.returncode == 2, done.stderr
