@@ -8,7 +8,8 @@ local: `--device cpu` and `--device cpu,cpu`; Ray: `--cluster` on a loopback Ray
 (ray.cluster_utils) with one and then two worker nodes of one (logical) GPU. Throughput: --jobs
 jobs submitted at once, jobs per minute from the first POST to the last `succeeded`. Overhead:
 one job at a time, the median of --repeat, from the POST to `succeeded`, Ray / local. The
-configurations run one after the other, never sharing the CPU.
+configurations run one after the other, never sharing the CPU; every worker runs one torch
+thread (Ray's default for an actor that asks for no CPU, set for the local workers alike).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ import httpx  # noqa: E402
 from tests.helpers.server import Server  # noqa: E402
 
 IP = "127.0.0.2"  # loopback that Ray does not rewrite: see tests/server/test_cluster.py
+# one torch thread per worker, as Ray gives an actor that asks for no CPU (OMP_NUM_THREADS=1):
+# the local and Ray paths then run the same compute, and two workers use the two cores
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def _png() -> bytes:
@@ -77,7 +81,7 @@ def measure(server: Server, jobs: int, repeat: int, steps: int) -> dict[str, flo
 
 
 def local(home: Path, devices: str, args: argparse.Namespace) -> dict[str, float]:
-    server = Server(home, "--queue-size", "32", device=devices).start()
+    server = Server(home, "--queue-size", "32", device=devices, env=ONE_THREAD).start()
     try:
         return measure(server, args.jobs, args.repeat, args.steps)
     finally:

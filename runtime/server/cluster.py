@@ -183,6 +183,9 @@ class RayBackend:
             raise WorkerLost(f"the Ray actor on node {node} was lost: "
                              f"{str(error).splitlines()[0]}") from error  # fmt: skip
 
+    def alive(self) -> bool:
+        return True  # a lost actor is known at its next call: Ray raises RayActorError
+
     def cancel(self) -> None:
         if self.actor is not None:
             self.actor.cancel.remote()  # runs on the actor's second thread

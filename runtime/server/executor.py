@@ -59,6 +59,7 @@ class WorkerSpec:
     warmup: bool = True
     parallel: int = 1  # processes (devices) per job: runtime/parallel.py
     parallel_mode: str = "ulysses"
+    threads: int | None = None  # torch's CPU threads; None: torch's default (every core)
 
 
 def prepare(spec: WorkerSpec) -> None:
@@ -82,6 +83,10 @@ def load(spec: WorkerSpec, group: Any = None) -> Runner:
     from i2vkit.runtime import parallel
     from i2vkit.runtime.loader import Loader
 
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
     sized = request.make(spec.model, spec.preset)
     loader = Loader(spec.model, spec.app, spec.device, spec.dtype, spec.memory, sized,
                     spec.options)  # fmt: skip

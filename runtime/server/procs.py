@@ -108,6 +108,9 @@ class LocalProcess:
                     self._check_ranks()
                 return message[1], message[2]
 
+    def alive(self) -> bool:
+        return all(proc.is_alive() for proc in self._procs)
+
     def cancel(self) -> None:
         if self._cancel is not None:
             self._cancel.set()

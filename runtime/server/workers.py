@@ -44,6 +44,9 @@ class Backend(Protocol):
     def cancel(self) -> None:
         """Stop the running job at its next step (from any thread)."""
 
+    def alive(self) -> bool:
+        """False once it is known dead (checked between jobs; cheap)."""
+
     def stop(self) -> None: ...
 
     def where(self) -> dict[str, Any]:
@@ -113,6 +116,13 @@ class Slot(threading.Thread):
 
     def _serve(self) -> None:
         while not self.stopping.is_set():
+            if not self.backend.alive():  # died between jobs: restart before it costs a job
+                self.deaths += 1
+                log.error("%s died while idle; restarting it", self.name)
+                self.state = "restarting"
+                if not self._load(first=False):
+                    return
+                continue
             with self.store.wake:
                 job = self.store.claim()
                 if job is None:

@@ -125,3 +125,19 @@ def test_a_parallel_group_cancels_together_and_a_lost_rank_restarts_it(start_ser
     (worker,) = _health(server)["workers"]
     assert worker["deaths"] == 1 and rank1 not in worker["pids"]
     assert "rank 1) killed by SIGKILL" in server.log.read_text()
+
+
+def test_a_worker_killed_while_idle_is_restarted_before_the_next_job(start_server):
+    server = start_server()
+    (worker,) = _health(server)["workers"]
+    stat = Path(f"/proc/{worker['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(stat[1]) == server.proc.pid
+    os.kill(worker["pid"], signal.SIGKILL)
+
+    def restarted() -> dict | None:
+        (now,) = _health(server)["workers"]
+        return now if now["state"] == "ready" and now["pid"] != worker["pid"] else None
+
+    now = until(restarted, "the worker restarted", timeout=60)
+    assert now["deaths"] == 1
+    assert wait(server.url, submit(server.url).json()["id"], timeout=120)["status"] == "succeeded"
