@@ -7,7 +7,8 @@ Each configuration is a real `invoke serve` (tests/helpers/server.py) with the d
 local: `--device cpu` and `--device cpu,cpu`; Ray: `--cluster` on a loopback Ray cluster
 (ray.cluster_utils) with one and then two worker nodes of one (logical) GPU. Throughput: --jobs
 jobs submitted at once, jobs per minute from the first POST to the last `succeeded`. Overhead:
-one job at a time, the median of --repeat, from the POST to `succeeded`, Ray / local. The
+one job at a time, the median of --repeat, from the POST to `succeeded`, Ray / local; and the
+fixed cost of a job's trip, a 1-step 64x64 job (median of 5), Ray minus local. The
 configurations run one after the other, never sharing the CPU; every worker runs one torch
 thread (Ray's default for an actor that asks for no CPU, set for the local workers alike).
 """
@@ -71,12 +72,21 @@ def measure(server: Server, jobs: int, repeat: int, steps: int) -> dict[str, flo
         start = time.perf_counter()
         _done(server.url, _job(server.url, {**fields, "seed": str(i)}, png))
         single.append(time.perf_counter() - start)
+    # the fixed cost of a job's trip (POST to succeeded) apart from its compute: a 1-step job
+    # of 64x64, 2 frames, whose compute is a few tens of ms
+    tiny = {"height": "64", "width": "64", "frames": "2", "steps": "1"}
+    trips = []
+    for i in range(5):
+        start = time.perf_counter()
+        _done(server.url, _job(server.url, {**tiny, "seed": str(i)}, png))
+        trips.append(time.perf_counter() - start)
     start = time.perf_counter()
     ids = [_job(server.url, {**fields, "seed": str(i)}, png) for i in range(jobs)]
     for job_id in ids:
         _done(server.url, job_id)
     wall = time.perf_counter() - start
     return {"job_s": round(statistics.median(single), 3),
+            "tiny_job_s": round(statistics.median(trips), 3),
             "jobs_per_min": round(jobs / wall * 60, 2)}  # fmt: skip
 
 
@@ -138,6 +148,8 @@ def main() -> None:
             results["ray_2"]["jobs_per_min"] / results["ray_1"]["jobs_per_min"], 3),
         "ray_over_local_job_s": round(
             results["ray_1"]["job_s"] / results["local_1"]["job_s"], 3),
+        "ray_minus_local_tiny_job_s": round(
+            results["ray_1"]["tiny_job_s"] - results["local_1"]["tiny_job_s"], 3),
     }, indent=2))  # fmt: skip
 
 
