@@ -29,8 +29,11 @@ from i2vkit.errors import ConfigError
 
 MODES = ("ulysses", "cfg")
 FAMILIES = ("wan",)  # those whose denoiser diffusers can split (a `_cp_plan`)
-# an idle worker waits for its next job inside a broadcast: it must not time out
+# an idle worker waits for its next job inside a broadcast (on the control group): it must not
+# time out. Inside a job the ranks move in step: a collective that waits this long means a
+# rank is gone or stuck, and the failure restarts the group.
 IDLE = datetime.timedelta(days=365)
+STEP = datetime.timedelta(minutes=10)
 
 
 def check(model: str, degree: int, mode: str) -> None:
@@ -88,8 +91,8 @@ def init(rank: int, world: int, port: int, device: str) -> Group:
         torch.cuda.set_device(device)
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world, timeout=IDLE)  # fmt: skip
-    control = dist.new_group(backend="gloo", timeout=IDLE) if backend != "gloo" else None
+                            world_size=world, timeout=STEP)  # fmt: skip
+    control = dist.new_group(backend="gloo", timeout=IDLE)
     return Group(rank, world, control)
 
 

@@ -119,6 +119,10 @@ class Runner:
         self.loader = loader
         self.app = app
         self._busy = threading.Lock()
+        # a --parallel group's ranks must take the same path through every job: only rank 0
+        # may refuse (its plan decides for the group) and none retries an OOM on its own
+        self.refuse = True
+        self.retry = True
 
     def setup(self) -> Loaded:
         return self.loader.get()
@@ -138,6 +142,11 @@ class Runner:
                      loaded.why, dict(loaded.options), free, free + resident, total, loaded.seconds,
                      self.loader.loads)  # fmt: skip
 
+    def _estimate(self, s: Request) -> planner.Estimate:
+        loaded = self.loader.get()
+        profile = planner.profile_for(s.model, loaded.device, loaded.dtype, self.app.home)
+        return planner.estimate(s, profile, loaded.strategy)
+
     def plan(self, s: Request) -> planner.Estimate:
         """Refuse (WontFitError) before anything runs if the job would not fit."""
         return plan_on(self.facts(), s, self.app.home)
@@ -150,7 +159,7 @@ class Runner:
         progress: OnProgress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> Result:
-        estimate = self.plan(s)
+        estimate = self.plan(s) if self.refuse else self._estimate(s)
         loaded = self.loader.get()
         run = FAMILIES[loaded.model.family].run
         started = time.perf_counter()
@@ -161,7 +170,7 @@ class Runner:
             try:
                 frames = run(loaded.pipe, job)
             except Exception as error:
-                if not _is_oom(error):
+                if not _is_oom(error) or not self.retry:
                     raise
                 frames, job = self._retry_safer(loaded, job, run)
                 retried = True

@@ -123,7 +123,7 @@ def calibrate(
         "dtype": "fp32, fp16 or bf16 (default: by device)",
         "device": "devices to run workers on, comma-separated (cuda:1; cpu,cpu: two CPU "
         "workers); default: a worker process per GPU",
-        "cluster": "serve on a Ray cluster: ray://HOST:10001, HOST:6379, or auto (RAY_ADDRESS); "
+        "cluster": "serve on a Ray cluster: the head's HOST:6379, or auto (RAY_ADDRESS); "
         "a worker per GPU of the cluster (needs i2vkit[cluster])",
         "parallel": "devices per job (Wan): a worker is a group of N processes (default 1)",
         "parallel-mode": "ulysses (context parallel; default) or cfg (the guidance branches, N=2)",

@@ -1,4 +1,4 @@
-"""Serving on a Ray cluster (`i2vkit serve --cluster ray://HOST:PORT`, or `auto` from
+"""Serving on a Ray cluster (`i2vkit serve --cluster HOST:6379`, or `auto` from
 RAY_ADDRESS): the API node keeps the durable job store and the HTTP API; each GPU of the cluster
 gets one Ray actor (`num_gpus=1`) that loads the model once and runs jobs. Progress comes back
 per step as a Ray streaming generator, cancel reaches the actor through a second thread of it
@@ -60,14 +60,22 @@ def _ray() -> Any:
 
 
 def address(given: str) -> str:
-    """The cluster's address: as given, or RAY_ADDRESS's for `auto`."""
+    """The cluster's GCS address: as given, or RAY_ADDRESS's for `auto`. Not Ray Client's
+    `ray://`: it does not carry the streaming generators the progress comes back through
+    (ray-project/ray#43357), so every job would fail."""
+    found = given
     if given == "auto":
         found = os.environ.get("RAY_ADDRESS", "")
         if not found:
             raise ConfigError("--cluster auto reads RAY_ADDRESS, which is not set: "
-                              "give --cluster ray://HOST:10001 or HOST:6379")  # fmt: skip
-        return found
-    return given
+                              "give --cluster HOST:6379, the head's GCS address")  # fmt: skip
+    if found.startswith("ray://"):
+        raise ConfigError(
+            f"--cluster {found}: Ray Client (ray://) does not stream the per-step progress "
+            "i2vkit's workers send; run the API on a machine that can reach the cluster's "
+            "nodes and give the head's GCS address, HOST:6379"
+        )
+    return found
 
 
 class WorkerActor:
@@ -80,6 +88,7 @@ class WorkerActor:
         self.spec = replace(spec, app=resolve({"model": spec.model}, {}, os.environ))
         self.runner: Any = None
         self.cancelled = threading.Event()
+        self.job: str | None = None  # the job it runs
 
     def load(self) -> tuple[Facts, dict[str, Any]]:
         import ray
@@ -90,13 +99,16 @@ class WorkerActor:
                  "pid": os.getpid()}  # fmt: skip
         return self.runner.facts(), where
 
-    def cancel(self) -> None:
-        self.cancelled.set()
+    def cancel(self, job_id: str) -> None:
+        """Threaded actors do not order calls: a late cancel must not stop the next job."""
+        if self.job == job_id:
+            self.cancelled.set()
 
     def run(self, job_id: str, settings: dict[str, Any], png: bytes) -> Iterator[tuple[Any, ...]]:
         """A streaming generator: ("progress", stage, done, total) per step, then ("outcome",
         outcome, facts, the mp4's bytes or None)."""
         self.cancelled.clear()
+        self.job = job_id
         events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         with tempfile.TemporaryDirectory() as tmp:
             source, out = Path(tmp) / "input.png", Path(tmp) / "output.mp4"
@@ -130,6 +142,7 @@ class RayBackend:
         self.pool = pool
         self.actor: Any = None
         self.place: dict[str, Any] = {}
+        self.running: str | None = None  # the job it runs
 
     def where(self) -> dict[str, Any]:
         return {"kind": "ray", "node": None, "node_id": None, "pid": None, **self.place}
@@ -158,13 +171,14 @@ class RayBackend:
         ray = self.pool.ray
         png = store.input_path(job.id).read_bytes()
         asked = False
+        self.running = job.id
         try:
             stream = self.actor.run.remote(job.id, job.settings, png)
             while True:
                 ready, _ = ray.wait([stream], timeout=POLL)
                 if not asked and cancelled():
                     asked = True
-                    self.actor.cancel.remote()  # runs on the actor's second thread
+                    self.actor.cancel.remote(job.id)  # runs on the actor's second thread
                 if not ready:
                     continue
                 event = ray.get(next(stream))
@@ -178,17 +192,21 @@ class RayBackend:
                 return outcome, facts
         except StopIteration as error:
             raise WorkerLost("the Ray actor ended the job without an outcome") from error
-        except ray.exceptions.RayActorError as error:
+        except ray.exceptions.RayTaskError:
+            raise
+        except ray.exceptions.RayError as error:  # the actor, its node or its objects: gone
             node = self.place.get("node", "?")
             raise WorkerLost(f"the Ray actor on node {node} was lost: "
                              f"{str(error).splitlines()[0]}") from error  # fmt: skip
+        finally:
+            self.running = None
 
     def alive(self) -> bool:
         return True  # a lost actor is known at its next call: Ray raises RayActorError
 
     def cancel(self) -> None:
-        if self.actor is not None:
-            self.actor.cancel.remote()  # runs on the actor's second thread
+        if self.actor is not None and self.running:
+            self.actor.cancel.remote(self.running)  # runs on the actor's second thread
 
     def stop(self) -> None:
         if self.actor is not None:

@@ -95,6 +95,8 @@ def load(spec: WorkerSpec, group: Any = None) -> Runner:
     log.info("loaded %s on %s (%s) in %.1f s; memory: %s", spec.model, loaded.device,
              loaded.dtype, loaded.seconds, loaded.why)  # fmt: skip
     if group is not None:
+        runner.refuse = group.rank == 0
+        runner.retry = False
         loaded.options["parallel"] = parallel.apply(loaded.pipe, spec.parallel_mode, group,
                                                     loaded.device)  # fmt: skip
     if spec.startup_hook:
@@ -173,6 +175,16 @@ def execute(
         "warnings": result.warnings,
         "settings": result.request.model_dump(),
     }}  # fmt: skip
+
+
+def refusal(runner: Runner, job_id: str, settings: dict[str, Any], out: Path) -> Outcome | None:
+    """The failed outcome of a job the planner (or the request's checks) refuses; None when
+    it may run."""
+    try:
+        runner.plan(request.Request.model_validate(settings))
+    except Exception as error:
+        return _failed(job_id, error, out)
+    return None
 
 
 def _open(path: Path) -> Any:

@@ -48,6 +48,7 @@ class LocalProcess:
         self._procs: list[Any] = []
         self._conn: Any = None
         self._cancel: Any = None
+        self._spent = False  # out of step (see run): restarted before its next job
 
     @property
     def _proc(self) -> Any:  # rank 0
@@ -60,6 +61,7 @@ class LocalProcess:
 
     def start(self, stopping: threading.Event) -> Facts:
         self.stop()
+        self._spent = False
         self._conn, child = self._ctx.Pipe()
         self._cancel = self._ctx.Event()
         port = _free_port() if len(self.devices) > 1 else 0
@@ -86,6 +88,20 @@ class LocalProcess:
     def run(
         self, job: Job, store: JobStore, progress: OnProgress, cancelled: Callable[[], bool]
     ) -> tuple[Outcome, Facts]:
+        try:
+            outcome, facts = self._run(job, store, progress, cancelled)
+        except WorkerLost:
+            raise
+        except BaseException:  # the child may still be working on this job: never reuse it
+            self._spent = True
+            raise
+        if outcome["status"] == "failed" and len(self._procs) > 1:
+            self._spent = True  # a rank may have failed mid-collective: a fresh group
+        return outcome, facts
+
+    def _run(
+        self, job: Job, store: JobStore, progress: OnProgress, cancelled: Callable[[], bool]
+    ) -> tuple[Outcome, Facts]:
         self._cancel.clear()
         try:
             self._conn.send(("job", job.id, job.settings, str(store.input_path(job.id)),
@@ -109,7 +125,7 @@ class LocalProcess:
                 return message[1], message[2]
 
     def alive(self) -> bool:
-        return all(proc.is_alive() for proc in self._procs)
+        return not self._spent and all(proc.is_alive() for proc in self._procs)
 
     def cancel(self) -> None:
         if self._cancel is not None:
@@ -188,7 +204,7 @@ def _child(
     if conn is not None:
         conn.send(("ready", runner.facts()))
     while True:
-        message = _next(conn, group)
+        message = _next(conn, group, runner)
         if message is None:
             return
         _, job_id, settings, source, out = message
@@ -207,15 +223,23 @@ def _child(
                              cancelled=lambda: group.agree(False))  # fmt: skip
 
 
-def _next(conn: Any, group: parallel.Group | None) -> Any:
-    """The next job message (None: stop), on every rank of a group alike."""
-    message = None
-    if conn is not None:
-        try:
-            message = conn.recv()
-        except EOFError:
-            message = None
-    return group.broadcast(message) if group else message
+def _next(conn: Any, group: parallel.Group | None, runner: Any) -> Any:
+    """The next job message (None: stop), on every rank of a group alike. In a group, rank 0
+    plans the job first and answers a refusal itself: the other ranks never start a job that
+    rank 0 would leave (they would wait in a collective for good)."""
+    while True:
+        message = None
+        if conn is not None:
+            try:
+                message = conn.recv()
+            except EOFError:
+                message = None
+            if group is not None and message is not None:
+                refused = executor.refusal(runner, message[1], message[2], Path(message[4]))
+                if refused is not None:
+                    conn.send(("outcome", refused, runner.facts()))
+                    continue
+        return group.broadcast(message) if group else message
 
 
 def _free_port() -> int:

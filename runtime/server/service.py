@@ -48,7 +48,7 @@ class ServeConfig:
     max_attempts: int = 2
     warmup: bool = True
     startup_hook: str | None = None  # "module:function", called with each loaded Runner
-    cluster: str | None = None  # a Ray cluster's address ("ray://HOST:PORT", "HOST:PORT")
+    cluster: str | None = None  # a Ray cluster's GCS address ("HOST:6379") or "auto"
     parallel: int = 1  # devices per job (runtime/parallel.py)
     parallel_mode: str = "ulysses"
     memory: str = "auto"  # the memory strategy, or 'auto': the planner's for the default preset
@@ -173,7 +173,7 @@ class Service:
     def health(self) -> str:
         if self.state != "READY":
             return self.state
-        if self.slots and all(s.state == "failed" for s in self.slots):
+        if self.slots and all(s.state in ("failed", "stopped") for s in self.slots):
             self.reason = "no worker can run: " + "; ".join(
                 f"{s.name}: {s.reason}" for s in self.slots
             )
@@ -211,9 +211,9 @@ class Service:
                 for group in groups:
                     spec = replace(self.spec(group[0]), threads=threads)
                     self.add(LocalProcess(spec, f"worker-{len(self.slots)}", group))
-            wait_loaded(list(self.slots), self.stopping, None)
+            # on a cluster one loaded worker is a service (an actor may wait for a GPU)
+            wait_loaded(list(self.slots), self.stopping, any_one=bool(self.config.cluster))
             failed = [s for s in self.slots if s.state == "failed"]
-            # on one machine every device must load; on a cluster, one worker is a service
             if failed and (not self.config.cluster or len(failed) == len(self.slots)):
                 raise ModelLoadError("; ".join(f"{s.name}: {s.reason}" for s in failed))
         except Exception as error:  # any failure to load is the server's FAILED reason

@@ -228,8 +228,10 @@ class JobStore:
                 self.finish(job_id, "cancelled", error="cancelled before it started")
             elif job.status == "running":
                 self._db.execute("UPDATE jobs SET cancel=1 WHERE id=?", (job_id,))
-                self.on_cancel(job_id)
-            return self.get(job_id)
+            job = self.get(job_id)
+        if job.status == "running":  # outside the lock: the worker's side never holds it up
+            self.on_cancel(job_id)
+        return job
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._one("SELECT cancel FROM jobs WHERE id=?", job_id)[0])

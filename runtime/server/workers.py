@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -82,9 +81,12 @@ class Slot(threading.Thread):
                 "device": f.device if f else None, **self.backend.where()}  # fmt: skip
 
     def stop(self) -> None:
+        """Stop taking jobs and end the worker (its process or actor) now: a job it runs is
+        left 'running' in the store, for the next start's recover() to retry or fail."""
         self.stopping.set()
         with self.store.wake:
             self.store.wake.notify_all()
+        self.backend.stop()
 
     def run(self) -> None:
         try:
@@ -104,6 +106,8 @@ class Slot(threading.Thread):
                 self.started_once.set()
                 return True
             except Exception as error:
+                if self.stopping.is_set():  # stopped while loading: not a failure
+                    return False
                 self.reason = f"{type(error).__name__}: {error}"
                 log.error("%s failed to load (attempt %d of %d): %s", self.name, attempt, tries,
                           self.reason)  # fmt: skip
@@ -116,29 +120,37 @@ class Slot(threading.Thread):
 
     def _serve(self) -> None:
         while not self.stopping.is_set():
-            if not self.backend.alive():  # died between jobs: restart before it costs a job
-                self.deaths += 1
-                log.error("%s died while idle; restarting it", self.name)
-                self.state = "restarting"
-                if not self._load(first=False):
-                    return
-                continue
-            with self.store.wake:
-                job = self.store.claim()
-                if job is None:
-                    self.store.wake.wait(timeout=0.5)
-                    continue
-            self.current, self.state = job.id, "busy"
             try:
-                lost = self._execute(job)
-            finally:
-                self.current = None
-                self.metrics.queue_depth.set(self.store.depth())
-            if lost:
-                self.state = "restarting"
-                if not self._load(first=False):
+                if not self._once():
                     return
-            self.state = "ready"
+            except Exception:  # the store failed (a full disk, a read-only folder): go on
+                log.exception("%s: a pass of its loop failed; going on in 1 s", self.name)
+                self.stopping.wait(1.0)
+
+    def _once(self) -> bool:
+        """Run one job, or wait for one; False when the worker cannot go on."""
+        if not self.backend.alive():  # died (or fell out of step) between jobs: restart
+            self.deaths += 1
+            log.error("%s is down between jobs; restarting it", self.name)
+            self.state = "restarting"
+            return self._load(first=False)
+        with self.store.wake:
+            job = self.store.claim()
+            if job is None:
+                self.store.wake.wait(timeout=0.5)
+                return True
+        self.current, self.state = job.id, "busy"
+        try:
+            lost = self._execute(job)
+        finally:
+            self.current = None
+            if self.state == "busy":
+                self.state = "ready"
+        if lost and not self.stopping.is_set():
+            self.state = "restarting"
+            return self._load(first=False)
+        self.metrics.queue_depth.set(self.store.depth())
+        return True
 
     def _execute(self, job: Job) -> bool:
         """Run `job` to an end; True when the worker died under it."""
@@ -151,6 +163,8 @@ class Slot(threading.Thread):
                 job, self.store, progress, lambda: self.store.cancel_requested(job.id)
             )
         except WorkerLost as lost:
+            if self.stopping.is_set():  # the server stops: the job stays for recover()
+                return True
             self.deaths += 1  # its facts stay: jobs are still planned for the same device
             status = self.store.interrupt(job.id, self.interrupted, self.max_attempts, str(lost))
             self.metrics.failures.labels("worker_lost").inc()
@@ -158,6 +172,8 @@ class Slot(threading.Thread):
                       self.name, job.id, lost, status)  # fmt: skip
             return True
         except Exception as error:  # the transport itself failed, not the job's code
+            if self.stopping.is_set():
+                return True
             log.exception("%s could not run job %s", self.name, job.id)
             outcome = {"status": "failed", "error": f"internal error: {error}", "cause": "error"}
         self.jobs += 1
@@ -190,10 +206,11 @@ def busy(slots: list[Slot]) -> bool:
     return bool(able) and all(s.state == "busy" for s in able)
 
 
-def wait_loaded(slots: list[Slot], stopping: threading.Event, timeout: float | None) -> None:
-    """Until each slot's first load ended (or `stopping`, or `timeout` seconds)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for slot in slots:
-        while not slot.started_once.wait(0.5):
-            if stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
-                return
+def wait_loaded(slots: list[Slot], stopping: threading.Event, any_one: bool = False) -> None:
+    """Until each slot's first load ended (`any_one`: until one loaded, or all ended), or
+    `stopping`."""
+    while not stopping.is_set():
+        ended = [s for s in slots if s.started_once.is_set()]
+        if len(ended) == len(slots) or (any_one and any(s.facts for s in ended)):
+            return
+        stopping.wait(0.5)

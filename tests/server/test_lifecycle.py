@@ -128,6 +128,7 @@ def test_out_of_range_server_flags_are_refused_before_loading(fresh_home):
         (["--device", "gpu0"], "--device 'gpu0' is not cpu or cuda:N"),
         (["--parallel", "2"], "demo is i2vgen-xl: serve it with --parallel 1"),
         (["--cluster", "auto"], "--cluster auto reads RAY_ADDRESS, which is not set"),
+        (["--cluster", "ray://127.0.0.2:10001"], "Ray Client (ray://) does not stream"),
         (["--cluster", "127.0.0.2:1", "--device", "cpu"], "--cluster and --device exclude"),
     ):
         done = run_invoke("serve", "--model", "demo", *args, env=env)
