@@ -61,7 +61,6 @@ class Facts:
     free: int  # the device's free memory when the worker last looked
     capacity: int  # bytes a job may use: free plus the resident weights
     total: int  # the device's memory
-    load_seconds: float
     loads: int = 1
 
 
@@ -139,7 +138,7 @@ class Runner:
         # the resident weights are already in place, so they are not in `free`: count them back
         resident = planner.resident_weights(loaded.model, profile, loaded.strategy)
         return Facts(loaded.model.name, loaded.device, loaded.dtype, loaded.strategy.name,
-                     loaded.why, dict(loaded.options), free, free + resident, total, loaded.seconds,
+                     loaded.why, dict(loaded.options), free, free + resident, total,
                      self.loader.loads)  # fmt: skip
 
     def _estimate(self, s: Request) -> planner.Estimate:

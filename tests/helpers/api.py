@@ -38,6 +38,21 @@ def until(check, what: str, timeout: float = 60, every: float = 0.05):
     raise TimeoutError(f"{what} did not happen within {timeout:g} s")
 
 
+def running(url: str, job_id: str, step: int = 2, timeout: float = 120) -> dict:
+    """The job once its progress reached `step`: it is mid-run."""
+
+    def at_step() -> dict | None:
+        job = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        return job if job.get("progress", {}).get("step", 0) >= step else None
+
+    return until(at_step, f"job {job_id} at step {step}", timeout=timeout)
+
+
+def workers(url: str) -> list[dict]:
+    """Each worker as /healthz reports it."""
+    return httpx.get(f"{url}/healthz", timeout=10).json()["workers"]
+
+
 def wait(url: str, job_id: str, timeout: float = 120, headers: dict | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

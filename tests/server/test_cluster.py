@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from i2vkit.tools import script
-from tests.helpers.api import submit, until, wait
+from tests.helpers.api import running, submit, until, wait, workers
 from tests.helpers.server import Server
 
 IP = "127.0.0.2"
@@ -71,22 +71,10 @@ def served(cluster, tmp_path: Path, demo_home: Path) -> Iterator[Server]:
         server.stop()
 
 
-def _workers(server: Server) -> list[dict]:
-    return httpx.get(f"{server.url}/healthz", timeout=10).json()["workers"]
-
-
-def _running_step(server: Server, job_id: str, step: int = 2) -> dict:
-    def mid() -> dict | None:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
-        return job if job.get("progress", {}).get("step", 0) >= step else None
-
-    return until(mid, f"job {job_id} at step {step}", timeout=120)
-
-
 def test_jobs_spread_over_the_nodes_and_progress_streams_back(served):
-    workers = until(lambda: [w for w in _workers(served) if w["state"] == "ready"] or None,
-                    "ready workers", timeout=60)  # fmt: skip
-    assert len({w["node_id"] for w in _workers(served)}) == 2, workers
+    ready = until(lambda: [w for w in workers(served.url) if w["state"] == "ready"] or None,
+                  "ready workers", timeout=60)  # fmt: skip
+    assert len({w["node_id"] for w in workers(served.url)}) == 2, ready
     ids = [submit(served.url, steps="12", seed=str(i)).json()["id"] for i in range(4)]
     jobs = [wait(served.url, i, timeout=240) for i in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 4, jobs
@@ -101,7 +89,7 @@ def test_jobs_spread_over_the_nodes_and_progress_streams_back(served):
 
 def test_cancel_reaches_the_actor_mid_job(served):
     job_id = submit(served.url, steps="150").json()["id"]
-    _running_step(served, job_id)
+    running(served.url, job_id)
     assert httpx.post(f"{served.url}/v1/jobs/{job_id}/cancel", timeout=10).status_code == 202
     job = wait(served.url, job_id, timeout=60)
     assert job["status"] == "cancelled" and job["error"] == "cancelled while running", job
@@ -112,10 +100,10 @@ def test_cancel_reaches_the_actor_mid_job(served):
 def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_are_used(
     cluster, served
 ):
-    old_nodes = {w["node_id"] for w in _workers(served)}
+    old_nodes = {w["node_id"] for w in workers(served.url)}
     job_id = submit(served.url, steps="60", seed="7").json()["id"]
-    _running_step(served, job_id)
-    worker = next(w for w in _workers(served) if w["job"] == job_id)
+    running(served.url, job_id)
+    worker = next(w for w in workers(served.url) if w["job"] == job_id)
     victim = next(n for n in cluster.worker_nodes if n.node_id == worker["node_id"])
     cluster.remove_node(victim, allow_graceful=False)  # its raylet and workers: SIGKILL
     job = wait(served.url, job_id, timeout=240)
@@ -124,7 +112,7 @@ def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_
     video = httpx.get(f"{served.url}/v1/jobs/{job_id}/video", timeout=30)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
     assert httpx.get(f"{served.url}/readyz", timeout=10).status_code == 200
-    lost = next(w for w in _workers(served) if w["name"] == worker["name"])
+    lost = next(w for w in workers(served.url) if w["name"] == worker["name"])
     assert lost["deaths"] == 1
 
     # a GPU joins through the documented worker-node command (the image's entrypoint runs the
@@ -132,7 +120,7 @@ def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_
     with _ray_start(cluster.address) as joined:
 
         def on_new_node() -> dict | None:
-            ready = [w for w in _workers(served) if w["state"] == "ready"]
+            ready = [w for w in workers(served.url) if w["state"] == "ready"]
             return next((w for w in ready if w["node_id"] not in old_nodes), None)
 
         new = until(on_new_node, "a worker on the joined node", timeout=120)

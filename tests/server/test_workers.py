@@ -13,20 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.api import submit, until, wait
-
-
-def _health(server) -> dict:
-    return httpx.get(f"{server.url}/healthz", timeout=10).json()
+from tests.helpers.api import running, submit, until, wait, workers
 
 
 def _kill_worker_mid_job(server, job_id: str) -> int:
-    def mid() -> dict | None:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
-        return job if job.get("progress", {}).get("step", 0) >= 2 else None
-
-    until(mid, f"job {job_id} mid-run", timeout=120)
-    worker = next(w for w in _health(server)["workers"] if w["job"] == job_id)
+    running(server.url, job_id)
+    worker = next(w for w in workers(server.url) if w["job"] == job_id)
     pid = worker["pid"]
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(stat[1]) == server.proc.pid, "the worker is the server's child"
@@ -51,7 +43,7 @@ def test_a_worker_killed_mid_job_is_restarted_and_its_job_retried(start_server):
     assert job["result"]["worker"]["pid"] != killed
     video = httpx.get(f"{server.url}/v1/jobs/{job_id}/video", timeout=30)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
-    (worker,) = _health(server)["workers"]
+    (worker,) = workers(server.url)
     assert worker["deaths"] == 1 and worker["state"] == "ready" and worker["pid"] != killed
     assert "killed by SIGKILL" in server.log.read_text()
     with httpx.Client(timeout=10) as client:
@@ -81,7 +73,7 @@ def test_a_worker_that_cannot_come_back_turns_health_failed(start_server, tmp_pa
     assert ready.json()["state"] == "FAILED"
     assert "no worker can run" in ready.json()["reason"]
     assert "injected: this worker loads only once" in ready.json()["reason"]
-    assert _health(server)["workers"][0]["state"] == "failed"
+    assert workers(server.url)[0]["state"] == "failed"
     refused = submit(server.url)
     assert refused.status_code == 503, refused.text
     # the interrupted job is back in the queue (retry policy), not lost
@@ -90,12 +82,12 @@ def test_a_worker_that_cannot_come_back_turns_health_failed(start_server, tmp_pa
 
 def test_two_workers_share_the_queue(start_server):
     server = start_server("--queue-size", "8", device="cpu,cpu")
-    workers = _health(server)["workers"]
-    assert [w["state"] for w in workers] == ["ready", "ready"]
+    pair = workers(server.url)
+    assert [w["state"] for w in pair] == ["ready", "ready"]
     ids = [submit(server.url, steps="20", seed=str(i)).json()["id"] for i in range(4)]
     jobs = [wait(server.url, i, timeout=240) for i in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 4
-    assert {j["result"]["worker"]["pid"] for j in jobs} == {w["pid"] for w in workers}
+    assert {j["result"]["worker"]["pid"] for j in jobs} == {w["pid"] for w in pair}
 
 
 def test_a_parallel_group_cancels_together_and_a_lost_rank_restarts_it(start_server):
@@ -103,39 +95,37 @@ def test_a_parallel_group_cancels_together_and_a_lost_rank_restarts_it(start_ser
     (the next job runs, so neither was left in a collective); SIGKILL on rank 1 loses the
     group's job to a retry on a restarted group."""
     server = start_server("--parallel", "2", device="cpu,cpu", model="wan-demo")
-    (worker,) = _health(server)["workers"]
+    (worker,) = workers(server.url)
     assert len(worker["pids"]) == 2
     wan = {"height": "128", "width": "128", "frames": "9", "guidance": "5"}
     job_id = submit(server.url, steps="150", **wan).json()["id"]
-    until(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
-          .get("progress", {}).get("step", 0) >= 2, "mid-run", timeout=120)  # fmt: skip
+    running(server.url, job_id)
     httpx.post(f"{server.url}/v1/jobs/{job_id}/cancel", timeout=10)
     assert wait(server.url, job_id, timeout=60)["status"] == "cancelled"
     done = wait(server.url, submit(server.url, steps="4", **wan).json()["id"], timeout=120)
     assert done["status"] == "succeeded" and done["result"]["options"]["parallel"] == "ulysses x2"
 
     job_id = submit(server.url, steps="60", **wan).json()["id"]
-    until(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).json()
-          .get("progress", {}).get("step", 0) >= 2, "mid-run", timeout=120)  # fmt: skip
-    rank1 = _health(server)["workers"][0]["pids"][1]
+    running(server.url, job_id)
+    rank1 = workers(server.url)[0]["pids"][1]
     assert b"multiprocessing" in Path(f"/proc/{rank1}/cmdline").read_bytes()
     os.kill(rank1, signal.SIGKILL)
     job = wait(server.url, job_id, timeout=240)
     assert job["status"] == "succeeded", job
-    (worker,) = _health(server)["workers"]
+    (worker,) = workers(server.url)
     assert worker["deaths"] == 1 and rank1 not in worker["pids"]
     assert "rank 1) killed by SIGKILL" in server.log.read_text()
 
 
 def test_a_worker_killed_while_idle_is_restarted_before_the_next_job(start_server):
     server = start_server()
-    (worker,) = _health(server)["workers"]
+    (worker,) = workers(server.url)
     stat = Path(f"/proc/{worker['pid']}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(stat[1]) == server.proc.pid
     os.kill(worker["pid"], signal.SIGKILL)
 
     def restarted() -> dict | None:
-        (now,) = _health(server)["workers"]
+        (now,) = workers(server.url)
         return now if now["state"] == "ready" and now["pid"] != worker["pid"] else None
 
     now = until(restarted, "the worker restarted", timeout=60)
