@@ -290,6 +290,19 @@ class JobStore:
                 self._db.execute("DELETE FROM jobs WHERE id=?", (row["id"],))
         return len(rows)
 
+    def delete(self, job_id: str) -> Job:
+        """Remove a job (row, input, output); a queued or running one is cancelled first, and
+        only a finished one is removed (a running job goes when its worker stops it). The job
+        as it was; JobNotFoundError when there is none."""
+        job = self.cancel(job_id)
+        with self._lock:
+            job = self.get(job_id)
+            if job.status in FINAL:
+                self.input_path(job_id).unlink(missing_ok=True)
+                self.output_path(job_id).unlink(missing_ok=True)
+                self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return job
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
