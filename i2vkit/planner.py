@@ -247,8 +247,10 @@ def alternatives(
             found.append(f"memory={other.name} ({other.describe()})")
             break
     for label, changed in candidates_:
-        if fits(changed, profile, free, plan) and len(found) < 3:
-            found.append(label + ("" if "decode_chunk" in label else ", decode_chunk=1"))
+        label += "" if "decode_chunk" in label else ", decode_chunk=1"
+        # presets the model sizes alike give the same label once
+        if label not in found and fits(changed, profile, free, plan) and len(found) < 3:
+            found.append(label)
     if resident_weights(model, profile, plan) > free * MARGIN:
         found.append("a device with more memory (the weights alone do not fit)")
     return found
@@ -260,7 +262,8 @@ def _refusal(
     return WontFitError(
         f"{s.height}x{s.width}, {s.frames} frames needs about {est.peak / GIB:.1f} GiB "
         f"({profile.dtype}, {est.strategy.describe()}), {free / GIB:.1f} GiB is free "
-        f"({profile.source.split(':')[0]})",
+        f"({profile.source.split(':')[0]}) and jobs are planned into {MARGIN:.0%} of it "
+        "(a margin for fragmentation and other users)",
         alternatives(s, profile, free, est.strategy, options),
     )
 

@@ -83,15 +83,19 @@ def overrides_model() -> Any:
 def sentence(error: ErrorDetails) -> str:
     """One of pydantic's complaints as i2vkit says it: the value, then what would do."""
     name = str(error["loc"][-1]) if error.get("loc") else "request"
-    value, ctx, kind = error.get("input"), error.get("ctx") or {}, error.get("type", "")
+    raw, ctx, kind = error.get("input"), error.get("ctx") or {}, error.get("type", "")
+    value = _short(raw)
     if kind == "multiple_of":
         k = int(ctx["multiple_of"])
         low = int(bounds().get(name, (k, k))[0])
-        near = max(low, round(float(value or 0) / k) * k)
+        try:
+            near = max(low, round(float(raw or 0) / k) * k)
+        except (TypeError, ValueError):
+            near = low
         return f"{name}={value} is not a multiple of {k}; try {name}={near}"
     if kind in ("greater_than_equal", "less_than_equal"):
         low, high = bounds().get(name, (ctx.get("ge", "?"), ctx.get("le", "?")))
-        return f"{name}={value} is out of range; allowed: {low:g} to {high:g}"
+        return f"{name}={value} is out of range; allowed: {_number(low)} to {_number(high)}"
     if kind in ("int_parsing", "int_from_float", "int_type"):
         return f"{name}={value!r} is not a whole number"
     if kind in ("float_parsing", "float_type"):
@@ -103,6 +107,20 @@ def sentence(error: ErrorDetails) -> str:
     if kind == "missing":
         return f"{name} is required"
     return f"{name}: {error.get('msg', 'invalid')}"
+
+
+def _short(value: object, limit: int = 40) -> object:
+    """A value as an error may echo it: a long string cut (a 1 MB prompt is not sent back)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
+
+
+def _number(value: object) -> str:
+    """4294967295, not 4.29497e+09: whole numbers whole, others as they are."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def make(model: str, preset: str = "preview", **overrides: object) -> Request:

@@ -1,7 +1,9 @@
 """Input images: opened with Pillow, checked, rotated by EXIF, converted to 8-bit RGB.
 
 CMYK, 16-bit, palette and alpha images all arrive as RGB; a truncated, corrupt or unsupported
-file, or one whose pixel count could be a decompression bomb, is refused with the reason.
+file, one whose pixel count could be a decompression bomb, or one so narrow that cropping it to
+a video's shape would cost gigabytes (an 857-byte PNG asked for 4 GB), is refused with the
+reason, from its header, before it is decoded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from i2vkit.errors import RequestError
 
 MAX_PIXELS = 40_000_000  # 40 MP: larger than any camera image people send; bombs are far larger
+MAX_ASPECT = 16  # a first frame is cropped to the video's aspect: 16:1 keeps a useful part
 
 
 def load_image(source: Path | bytes, name: str = "image") -> Any:
@@ -30,6 +33,11 @@ def load_image(source: Path | bytes, name: str = "image") -> Any:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
             kind = probe.format
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise RequestError(
+                    f"{name} is {width}x{height}: one side is over {MAX_ASPECT} times the other; "
+                    "crop it closer to the video's shape first"
+                )
             if width * height > MAX_PIXELS:
                 raise RequestError(
                     f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); "

@@ -119,6 +119,8 @@ def calibrate(
         "queue-size": "jobs queued or running before 429 (default 16)",
         "token": "API token (default: $I2VKIT_TOKEN)",
         "insecure": "allow binding beyond loopback without a token",
+        "allow-host": "Host names the server answers to without a token, comma-separated "
+        "(default: loopback and IP addresses only; a reverse proxy's name)",
         "stay-on-failure": "stay up as FAILED when the model does not load (default: exit 1)",
         "dtype": "fp32, fp16 or bf16 (default: by device)",
         "device": "devices to run workers on, comma-separated (cuda:1; cpu,cpu: two CPU "
@@ -143,6 +145,7 @@ def serve(
     queue_size: int = 16,
     token: str | None = None,
     insecure: bool = False,
+    allow_host: str | None = None,
     stay_on_failure: bool = False,
     dtype: str | None = None,
     device: str | None = None,
@@ -172,6 +175,7 @@ def serve(
     config = ServeConfig(
         app=app, model=app.model, host=host, port=int(port), preset=preset,
         queue_size=int(queue_size), token=app.token, insecure=insecure,
+        allowed_hosts=tuple(h.strip() for h in (allow_host or "").split(",") if h.strip()),
         stay_on_failure=stay_on_failure, dtype=dtype, devices=_devices(device), cluster=cluster,
         parallel=int(parallel), parallel_mode=parallel_mode,
         retention_hours=float(retention_hours), interrupted=interrupted,

@@ -34,6 +34,7 @@ def serve(config: ServeConfig) -> int:
     import uvicorn
 
     from i2vkit.runtime.server.http import create_app
+    from i2vkit.runtime.server.protocol import Protocol
 
     check_binding(config.host, config.token, config.insecure)
     sock = listen(config.host, config.port)
@@ -50,6 +51,7 @@ def serve(config: ServeConfig) -> int:
         uvicorn.Config(
             create_app(config, service), host=config.host, port=config.port,
             log_level="info", access_log=False, timeout_graceful_shutdown=5,
+            http=Protocol,  # uvicorn's h11 with a deadline for request headers
         )
     )  # fmt: skip
 

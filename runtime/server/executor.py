@@ -7,6 +7,7 @@ so that no error of a job ever ends the process that runs it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import tempfile
@@ -39,6 +40,8 @@ CAUSES: tuple[tuple[type[BaseException], str], ...] = (
     (RequestError, "invalid"),
 )
 
+# a full disk, a quota, a file-size limit, a read-only folder: the job fails as `storage`
+STORAGE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
 Outcome = dict[str, Any]  # {"status": "succeeded", "result": {...}} | cancelled | failed
 
 
@@ -197,6 +200,10 @@ def _open(path: Path) -> Any:
 def _failed(job_id: str, error: Exception, out: Path) -> Outcome:
     cause = next((c for kind, c in CAUSES if isinstance(error, kind)), "error")
     message = str(error) if cause != "error" else f"internal error: {error}"
+    if isinstance(error, OSError) and error.errno in STORAGE:
+        cause = "storage"
+        message = (f"the video could not be written ({error.strerror}): free space in the "
+                   f"server's folder {out.parent.parent} and submit it again")  # fmt: skip
     if cause == "error":
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
     else:

@@ -1,24 +1,30 @@
 """The HTTP API (FastAPI; OpenAPI at /openapi.json), versioned under /v1, and the web page.
 
-Every request is checked before it is accepted: auth, upload size, the image, every setting's
-bounds, and the memory planner. Accepted jobs are persisted before the 202.
+Every request is checked before it is accepted: Host, Origin, the token and the body's size
+before the body is read (guard.py), then the image, every setting's bounds and the memory
+planner. Accepted jobs are persisted before the 202. Image work runs off the event loop.
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves the route signatures'
 # annotations, and the job form is a local of `_routes`.
 import asyncio
+import contextlib
+import errno
 import hmac
+import io
 import json
-import queue
+import logging
+import sqlite3
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict, Field
 
@@ -32,12 +38,15 @@ from i2vkit.errors import (
     http_status,
 )
 from i2vkit.runtime.pictures import load_image
+from i2vkit.runtime.pipelines.base import fit
 from i2vkit.runtime.runner import plan_on
+from i2vkit.runtime.server import guard, page, videos
 from i2vkit.runtime.server.service import ServeConfig, Service
 from i2vkit.runtime.server.store import FINAL, Job
 
-PAGE = Path(__file__).with_name("web") / "index.html"
-COOKIE = "i2vkit_token"
+FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart framing, beside the image
+LOGINS_PER_MINUTE = 5  # failed logins from one client before 429
+log = logging.getLogger("i2vkit.server")
 
 
 def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
@@ -49,15 +58,12 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
         yield
         service.stop()
 
-    app = FastAPI(title="i2vkit", version="1", lifespan=lifespan)
+    # /docs and /redoc would load Swagger's scripts from a CDN (blank offline or where it is
+    # blocked): the schema is at /openapi.json, the page has a "use via API" snippet
+    app = FastAPI(title="i2vkit", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
-
-    @app.middleware("http")
-    async def limit_upload(req: Request, call_next: Any) -> Response:
-        length = req.headers.get("content-length", "")
-        if length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
-            return _error(413, f"upload is over {config.max_upload_bytes // 2**20} MiB")
-        return await call_next(req)
+    app.add_middleware(guard.Guard, token=config.token, allowed_hosts=config.allowed_hosts,
+                       max_body=config.max_upload_bytes + FORM_OVERHEAD)  # fmt: skip
 
     @app.exception_handler(I2VKitError)
     async def known_error(_req: Request, error: I2VKitError) -> JSONResponse:
@@ -67,10 +73,38 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     async def invalid(_req: Request, error: RequestValidationError) -> JSONResponse:
         # the same sentences as the CLI's, not pydantic's: the value, then what would do
         problems = [request.sentence(e) for e in error.errors()]
-        return _error(422, "; ".join(problems), errors=jsonable_encoder(error.errors()))
+        details = [{**e, "input": request._short(e.get("input"))} for e in error.errors()]
+        return _error(422, "; ".join(problems), errors=jsonable_encoder(details))
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def storage(_req: Request, error: Exception) -> JSONResponse:
+        return _storage_error(error, config)
+
+    @app.exception_handler(Exception)  # JSON, not Starlette's plain-text 500
+    async def unexpected(_req: Request, error: Exception) -> JSONResponse:
+        log.error("request failed", exc_info=error)
+        return _error(500, f"internal error: {type(error).__name__}; the server's log has more")
 
     _routes(app, service, config)
+    page.routes(app, service, config)
+    videos.routes(app, service, config)
     return app
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _storage_error(error: Exception, config: ServeConfig) -> JSONResponse:
+    """The job store could not write: a full disk (507, the folder named) or another error of
+    the filesystem or SQLite (500), as JSON."""
+    full = (isinstance(error, OSError) and error.errno in FULL) or "full" in str(error)
+    log.error("the job store failed: %s", error)
+    if full:
+        return _error(507, f"no space left to store the job in {config.folder}: free disk "
+                      "space there (or lower --retention-hours) and try again",
+                      headers={"Retry-After": "60"})  # fmt: skip
+    return _error(500, f"the job store failed: {error}")
 
 
 def _extra(error: I2VKitError) -> dict[str, Any]:
@@ -90,15 +124,8 @@ def _error(
 
 
 def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
-    def authorize(req: Request) -> None:
-        if not config.token:
-            return
-        header = req.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else req.cookies.get(COOKIE, "")
-        if not given or not hmac.compare_digest(given.encode(), config.token.encode()):
-            raise HTTPException(401, "an API token is required", {"WWW-Authenticate": "Bearer"})
-
-    auth = [Depends(authorize)]
+    auth: list[Any] = []  # the token is checked by guard.py, before any body is read
+    failures: dict[str, deque[float]] = {}  # failed logins per client, for the rate limit
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -114,16 +141,23 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         return JSONResponse({"state": service.health, "reason": service.reason},
                             status_code=200 if ok else 503)  # fmt: skip
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
     @app.post("/v1/login", include_in_schema=False)
-    def login(token: Annotated[str, Form(max_length=512)]) -> JSONResponse:
+    def login(req: Request, token: Annotated[str, Form(max_length=512)]) -> JSONResponse:
+        """The page's sign-in: a session cookie (12 h, an HMAC, never the token itself);
+        5 failures a minute from one client, then 429."""
+        client = req.client.host if req.client else "?"
+        recent = failures.setdefault(client, deque(maxlen=LOGINS_PER_MINUTE))
+        now = time.monotonic()
+        if len(recent) == LOGINS_PER_MINUTE and now - recent[0] < 60:
+            wait = int(60 - (now - recent[0])) + 1
+            raise HTTPException(429, f"too many failed logins: try again in {wait} s",
+                                {"Retry-After": str(wait)})  # fmt: skip
         if not config.token or not hmac.compare_digest(token.encode(), config.token.encode()):
+            recent.append(now)
             raise HTTPException(401, "wrong token")
         response = JSONResponse({"ok": True})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        response.set_cookie(guard.COOKIE, guard.session(config.token), httponly=True,
+                            samesite="strict", max_age=guard.SESSION_SECONDS)  # fmt: skip
         return response
 
     @app.get("/v1/info", dependencies=auth)
@@ -143,22 +177,17 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
 
     @app.post("/v1/jobs", status_code=202, dependencies=auth)
     async def submit(
+        req: Request,
         image: Annotated[UploadFile, File(description="the first frame: PNG, JPEG, WebP, ...")],
         form: Annotated[JobForm, Form()],
     ) -> dict[str, Any]:
         """Queue a job. 202 with its id and URLs; 422 when a setting, the image or the memory
         planner refuses it (with settings that would fit); 429 with Retry-After when full."""
-        if service.health not in ("READY", "BUSY"):
-            raise NotReadyError(f"not ready: {service.health}")
+        if len((await req.form()).getlist("image")) > 1:  # parsed once: FastAPI's copy
+            raise RequestError("several 'image' fields were sent; send exactly one")
         overrides = form.model_dump(exclude={"preset"}, exclude_none=True)
         s = request.make(config.model, form.preset, **overrides)
-        data = await image.read(config.max_upload_bytes + 1)
-        if len(data) > config.max_upload_bytes:
-            raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
-        picture = await asyncio.to_thread(load_image, data, image.filename or "image")
-        service.plan(s)
-        job = service.store.submit(s.model_dump(), picture, _retry_after(service))
-        service.metrics.queue_depth.set(service.store.depth())
+        job = await accept(service, s, image)
         return _view(service, job)
 
     @app.get("/v1/jobs", dependencies=auth)
@@ -173,7 +202,11 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
 
     @app.post("/v1/jobs/{job_id}/cancel", status_code=202, dependencies=auth)
     def cancel(job_id: str) -> dict[str, Any]:
-        """Cancel a queued job now, a running one at its next denoising step."""
+        """Cancel a queued job now, a running one at its next denoising step; 409 when it
+        has already ended."""
+        job = service.store.get(job_id)
+        if job.status in FINAL:
+            raise HTTPException(409, f"job {job_id} has already ended: it {job.status}")
         return _view(service, service.store.cancel(job_id))
 
     @app.get("/v1/jobs/{job_id}/events", dependencies=auth)
@@ -199,13 +232,70 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def accept(service: Service, s: request.Request, image: UploadFile) -> Job:
+    """Check, plan and persist a job whose first frame is the upload `image`: what every API
+    that creates jobs (ours, the OpenAI videos API) does. The picture is decoded, cropped to the
+    job's size and encoded off the event loop (a 6300x6300 JPEG took 17 s on it); the store
+    writes the small PNG that results."""
+    config = service.config
+    if service.health not in ("READY", "BUSY"):
+        raise NotReadyError(f"not ready: {service.health}")
+    data = await image.read(config.max_upload_bytes + 1)
+    if len(data) > config.max_upload_bytes:
+        raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
+    service.plan(s)
+    png = await asyncio.to_thread(_first_frame, data, image.filename or "image", s)
+    job = await asyncio.to_thread(service.store.submit, s.model_dump(), png, _retry_after(service))
+    service.metrics.queue_depth.set(service.store.depth())
+    return job
+
+
+def _first_frame(data: bytes, name: str, s: request.Request) -> bytes:
+    """The upload as the job's first frame: decoded (bounded by pictures.py), cropped to the
+    video's aspect around its centre and resized to its size (ImageOps.fit crops first, so an
+    extreme aspect ratio costs nothing), as PNG bytes."""
+    picture = fit(load_image(data, name), s.height, s.width)
+    out = io.BytesIO()
+    picture.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
 def _retry_after(service: Service) -> int:
+    """Seconds until the queue has room: when the first running job should end (its ETA, or
+    the recent mean duration less what it ran), not the time to drain the whole queue."""
+    mean = _mean_seconds(service) or 10.0
+    now, ends = time.time(), []
+    for slot in service.slots:
+        job_id = slot.current
+        progress = service.store.progress.get(job_id) if job_id else None
+        eta = progress.eta() if progress else None
+        if eta is not None:
+            ends.append(eta)
+        elif job_id:
+            started = service.store.get(job_id).started or now
+            ends.append(mean - (now - started))
+    return max(1, int(min(ends) + 0.999) if ends else int(mean + 0.999))
+
+
+def _place(service: Service, job: Job) -> dict[str, Any]:
+    """A queued job's place (1: next to start) and its expected wait: it starts when the
+    first running job ends, plus a mean job's time for each round of the jobs ahead of it
+    beyond one per worker. None until a job has succeeded (no duration to go by)."""
+    ahead = service.store.ahead(job.id)
+    able = max(1, sum(s.state in ("ready", "busy") for s in service.slots))
+    mean = _mean_seconds(service)
+    wait = None
+    if mean is not None:
+        rounds = (ahead - able) // able
+        wait = 0.0 if ahead < able else round(_retry_after(service) + mean * rounds, 1)
+    return {"position": ahead + 1, "wait_seconds": wait}
+
+
+def _mean_seconds(service: Service) -> float | None:
     done = [j for j in service.store.recent(20) if j.status == "succeeded" and j.result]
     if not done:
-        return 10
-    mean = sum(j.result["seconds"]["total"] for j in done if j.result) / len(done)
-    able = sum(w.state in ("ready", "busy") for w in service.slots)
-    return max(1, int(mean * service.store.depth() / max(1, able)))
+        return None
+    return sum(j.result["seconds"]["total"] for j in done if j.result) / len(done)
 
 
 def _view(service: Service, job: Job) -> dict[str, Any]:
@@ -226,6 +316,8 @@ def _view(service: Service, job: Job) -> dict[str, Any]:
             "video": f"{base}/video" if job.status == "succeeded" else None,
         },
     }
+    if job.status == "queued":
+        view["queue"] = _place(service, job)
     progress = service.store.progress.get(job.id)
     if progress:
         view["progress"] = {
@@ -240,9 +332,18 @@ def _view(service: Service, job: Job) -> dict[str, Any]:
 
 
 async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
-    """Push every change: the worker publishes each step to this stream's queue."""
+    """Push every change: the worker's thread hands each step to this stream's asyncio queue.
+    No thread waits for a stream (50 open streams held 50 of the pool's threads, and a POST
+    waited 97 s); a client that leaves cancels this generator, which unsubscribes."""
     store = service.store
-    changes = store.subscribe(job_id)
+    loop = asyncio.get_running_loop()
+    changes: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def deliver(snapshot: dict[str, Any] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+            loop.call_soon_threadsafe(changes.put_nowait, snapshot)
+
+    store.subscribe(job_id, deliver)
     try:
         job = store.get(job_id)
         view = _view(service, job)
@@ -252,8 +353,8 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
             if kind == "done":
                 return
             try:
-                snapshot = await asyncio.to_thread(changes.get, True, 15.0)
-            except queue.Empty:
+                snapshot = await asyncio.wait_for(changes.get(), 15.0)
+            except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
             job = store.get(job_id)
@@ -261,19 +362,24 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
             if snapshot is not None and job.status == "running":
                 view["progress"] = snapshot  # exactly this step, even if the job moved on
     finally:
-        store.unsubscribe(job_id, changes)
+        store.unsubscribe(job_id, deliver)
 
 
 def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
-    """Every preset with whether it fits the device the jobs run on, and why."""
+    """Every preset with whether it fits the device the jobs run on, and why; its expected
+    time (from this server's recent jobs, scaled by pixels x frames x steps) and a warning
+    where it would be slow or is not meant for the device (the CPU runs `preview` only, as
+    `i2vkit doctor` says: the README's `entry` took 19 min on 2 cores)."""
     out = []
     facts = service.facts()
+    rate = _seconds_per_unit(service)
     for p in catalogue.presets():
         s = request.make(config.model, p.name)  # the model's own numbers for the preset
         entry: dict[str, Any] = {"name": p.name, "height": s.height, "width": s.width,
                                  "frames": s.frames, "steps": s.steps}  # fmt: skip
-        entry["fits"], entry["reason"] = True, ""
+        entry["fits"], entry["reason"], entry["warning"] = True, "", ""
         entry["strategy"], entry["estimate_gib"] = None, None
+        entry["seconds_estimate"] = round(rate * _units(s), 1) if rate else None
         if facts:
             entry["strategy"] = facts.strategy  # the weights are placed at load
             try:
@@ -281,9 +387,28 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
                 entry["estimate_gib"] = round(estimate.peak / 2**30, 2)
             except WontFitError as error:
                 entry["fits"], entry["reason"] = False, str(error)
+            if facts.device == "cpu" and not p.cpu:
+                entry["warning"] = f"{p.name} is not meant for a CPU (use preview)"
+        seconds = entry["seconds_estimate"]
+        if seconds and seconds > 120:
+            slow = f"about {seconds / 60:.0f} min a video here"
+            entry["warning"] = f"{entry['warning']}; {slow}" if entry["warning"] else slow
         entry["default"] = p.name == config.preset
         out.append(entry)
     return out
+
+
+def _units(s: request.Request) -> int:
+    return s.height * s.width * s.frames * s.steps
+
+
+def _seconds_per_unit(service: Service) -> float | None:
+    """Seconds per pixel x frame x step of this server's recent succeeded jobs (median)."""
+    rates = sorted(
+        j.result["seconds"]["total"] / _units(request.Request.model_validate(j.settings))
+        for j in service.store.recent(20) if j.status == "succeeded" and j.result
+    )  # fmt: skip
+    return rates[len(rates) // 2] if rates else None
 
 
 def _device_memory(service: Service) -> None:

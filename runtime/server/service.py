@@ -39,6 +39,7 @@ class ServeConfig:
     queue_size: int = 16
     token: str | None = None
     insecure: bool = False
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and IP literals
     stay_on_failure: bool = False  # stay up as FAILED instead of exiting non-zero
     devices: tuple[str, ...] = ()  # () = every CUDA GPU, else the CPU
     dtype: str | None = None
@@ -75,6 +76,9 @@ class ServeConfig:
         if self.cluster and self.devices:
             raise ConfigError("--cluster and --device exclude each other: on a cluster each "
                               "worker takes the GPU Ray gives it")  # fmt: skip
+        if self.token is not None and (not self.token.strip() or self.token != self.token.strip()):
+            raise ConfigError("the API token is blank or has spaces around it: give one "
+                              "of visible characters (e.g. `openssl rand -hex 16`)")  # fmt: skip
         if self.interrupted not in ("retry", "fail"):
             raise ConfigError(f"--interrupted {self.interrupted!r} is unknown; known: retry, fail")
         checks = (("--port", self.port, 1, 65535), ("--queue-size", self.queue_size, 1, 10_000),
@@ -173,7 +177,7 @@ class Service:
     def health(self) -> str:
         if self.state != "READY":
             return self.state
-        if self.slots and all(s.state in ("failed", "stopped") for s in self.slots):
+        if self.slots and all(s.state in ("failed", "stopped", "blocked") for s in self.slots):
             self.reason = "no worker can run: " + "; ".join(
                 f"{s.name}: {s.reason}" for s in self.slots
             )
@@ -224,8 +228,22 @@ class Service:
             return
         if self.stopping.is_set():
             return
+        threading.Thread(target=self._sweep, name="i2vkit-retention", daemon=True).start()
         self.state = "READY"
         log.info("READY: %d worker(s), queue size %d", len(self.slots), self.config.queue_size)
+
+    def _sweep(self) -> None:
+        """Retention while the server runs, not only at start: every half retention period
+        (1 s to 1 h), finished jobs older than --retention-hours are deleted."""
+        seconds = self.config.retention_hours * 3600
+        while not self.stopping.wait(min(max(seconds / 2, 1.0), 3600.0)):
+            try:
+                swept = self.store.sweep(seconds)
+            except Exception:  # a full disk or a closed store: try again next period
+                log.exception("retention sweep failed")
+                continue
+            if swept:
+                log.info("removed %d job(s) older than %g h", swept, self.config.retention_hours)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -253,8 +271,12 @@ class Service:
 
     def info(self) -> dict[str, Any]:
         facts = self.facts()
+        model = catalogue.model(self.config.model)
         return {
             "model": self.config.model,
+            # a tiny twin i2vkit built: random weights, its videos are noise (the page says so)
+            "random_weights": model.local,
+            "model_note": model.note,
             "state": self.health,
             "reason": self.reason,
             "loads": sum(s.facts.loads for s in self.slots if s.facts),

@@ -14,10 +14,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import queue
 import re
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i2vkit import files
 from i2vkit.errors import JobNotFoundError, QueueFullError, StoreBusyError
 
 FINAL = ("succeeded", "failed", "cancelled")
+Deliver = Callable[[dict[str, Any] | None], None]
 ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 
 SCHEMA = """
@@ -117,7 +117,7 @@ class JobStore:
         self.on_cancel: Callable[[str], None] = lambda job_id: None
         self.wake = threading.Condition(self._lock)
         # event-stream subscribers per job: every change is pushed, so no step is missed
-        self._subscribers: dict[str, list[queue.SimpleQueue[dict[str, Any] | None]]] = {}
+        self._subscribers: dict[str, list[Deliver]] = {}
 
     # paths: derived from a checked id only
     def input_path(self, job_id: str) -> Path:
@@ -133,19 +133,32 @@ class JobStore:
     def depth(self) -> int:
         return int(self._one("SELECT count(*) FROM jobs WHERE status IN ('queued','running')")[0])
 
-    def submit(self, settings: dict[str, Any], image: Any, retry_after: int) -> Job:
-        """Persist a new job (image first, then the row) or raise QueueFullError."""
+    def submit(self, settings: dict[str, Any], image: bytes, retry_after: int) -> Job:
+        """Persist a new job (its first frame's encoded bytes first, then the row) or raise
+        QueueFullError. The image is encoded by the caller: nothing slow holds the lock."""
         job_id = secrets.token_urlsafe(16)
-        with self._lock:
-            if self.depth() >= self.queue_size:
-                raise QueueFullError(self.queue_size, retry_after)
-            with files.replacing(self.input_path(job_id)) as tmp:
-                image.save(tmp, format="PNG")
-            self._db.execute(
-                "INSERT INTO jobs (id, status, settings, created) VALUES (?, 'queued', ?, ?)",
-                (job_id, json.dumps(settings), time.time()),
-            )
-            self.wake.notify_all()
+        if self.depth() >= self.queue_size:  # checked again under the lock; this saves a write
+            raise QueueFullError(self.queue_size, retry_after)
+        target = self.input_path(job_id)
+        # not files.replacing: the rename must happen under the lock, with the row
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(image)
+                out.flush()
+                os.fsync(out.fileno())  # as the row: an accepted job survives power loss
+            with self._lock:
+                if self.depth() >= self.queue_size:
+                    raise QueueFullError(self.queue_size, retry_after)
+                tmp.replace(target)
+                self._db.execute(
+                    "INSERT INTO jobs (id, status, settings, created) VALUES (?, 'queued', ?, ?)",
+                    (job_id, json.dumps(settings), time.time()),
+                )
+                self.wake.notify_all()
+        finally:
+            tmp.unlink(missing_ok=True)
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
@@ -160,6 +173,14 @@ class JobStore:
                 "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
             ).fetchall()
         return [Job.from_row(r) for r in rows]
+
+    def ahead(self, job_id: str) -> int:
+        """How many queued or running jobs were created before this one (its place in line
+        less one; the running ones count: they hold the workers it waits for)."""
+        row = self._one(
+            "SELECT count(*) FROM jobs WHERE status IN ('queued','running') AND created < "
+            "(SELECT created FROM jobs WHERE id = ?)", check_id(job_id))  # fmt: skip
+        return int(row[0])
 
     def claim(self) -> Job | None:
         """The oldest queued job, now running; None when the queue is empty."""
@@ -185,14 +206,13 @@ class JobStore:
         progress.step_times.append(time.monotonic())
         self._publish(job_id, progress.snapshot())
 
-    def subscribe(self, job_id: str) -> queue.SimpleQueue[dict[str, Any] | None]:
-        """A queue that receives the job's progress snapshots, and None when it changes state."""
-        q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+    def subscribe(self, job_id: str, deliver: Deliver) -> None:
+        """`deliver` is called (from the thread that changed it, so it must not block) with
+        each progress snapshot of the job, and None when its state changes."""
         with self._lock:
-            self._subscribers.setdefault(check_id(job_id), []).append(q)
-        return q
+            self._subscribers.setdefault(check_id(job_id), []).append(deliver)
 
-    def unsubscribe(self, job_id: str, q: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+    def unsubscribe(self, job_id: str, q: Deliver) -> None:
         with self._lock:
             subscribers = self._subscribers.get(job_id, [])
             if q in subscribers:
@@ -202,8 +222,8 @@ class JobStore:
 
     def _publish(self, job_id: str, snapshot: dict[str, Any] | None) -> None:
         with self._lock:
-            for q in self._subscribers.get(job_id, []):
-                q.put(snapshot)
+            for deliver in self._subscribers.get(job_id, []):
+                deliver(snapshot)
 
     def finish(
         self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
@@ -271,14 +291,32 @@ class JobStore:
                 else:
                     self.finish(row["id"], "failed", error="interrupted by a server restart",
                                 cause="interrupted")  # fmt: skip
-            for stray in (self.folder / "outputs").glob(".*"):  # a temp file a crash left
-                stray.unlink(missing_ok=True)
+            self._strays(0)
         return [r["id"] for r in rows]
 
+    def _strays(self, age: float) -> int:
+        """Remove temp files a crash or a killed write left (`.name.XXXX.tmp`, older than
+        `age` seconds: a younger one may be a write in progress) and inputs without a job
+        (a crash between the image and its row)."""
+        removed, cutoff = 0, time.time() - age
+        for sub in ("inputs", "outputs"):
+            for stray in (self.folder / sub).glob(".*"):
+                if _mtime(stray) < cutoff:
+                    stray.unlink(missing_ok=True)
+                    removed += 1
+        known = {r[0] for r in self._db.execute("SELECT id FROM jobs").fetchall()}
+        for picture in (self.folder / "inputs").glob("*.png"):
+            if picture.stem not in known and _mtime(picture) < cutoff:
+                picture.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def sweep(self, retention_seconds: float) -> int:
-        """Delete finished jobs (rows, inputs, outputs) older than the retention."""
+        """Delete finished jobs (rows, inputs, outputs) older than the retention, and stray
+        temp files older than an hour. The number of jobs deleted."""
         cutoff = time.time() - retention_seconds
         with self._lock:
+            self._strays(3600)
             rows = self._db.execute(
                 "SELECT id FROM jobs WHERE status IN ('succeeded','failed','cancelled') "
                 "AND finished < ?",
@@ -325,6 +363,13 @@ def _own(path: Path, owner: str) -> Any:
     handle.write(f"pid {os.getpid()}{', ' + owner if owner else ''}\n")
     handle.flush()
     return handle
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone already
 
 
 def check_id(job_id: str) -> str:

@@ -140,6 +140,10 @@ class Slot(threading.Thread):
                 self.store.wake.wait(timeout=0.5)
                 return True
         self.current, self.state = job.id, "busy"
+        s = job.settings
+        log.info("job %s started on %s: %dx%d, %d frames, %d steps, seed %d (attempt %d)",
+                 job.id, self.name, s.get("height", 0), s.get("width", 0), s.get("frames", 0),
+                 s.get("steps", 0), s.get("seed", 0), job.attempts)  # fmt: skip
         try:
             lost = self._execute(job)
         finally:
@@ -184,12 +188,12 @@ class Slot(threading.Thread):
         status = outcome["status"]
         if outcome.get("result"):  # where it ran: which worker, which process, which node
             outcome["result"]["worker"] = {"name": self.name, **self.backend.where()}
-        try:
-            self.store.finish(job.id, status, result=outcome.get("result"),
-                              error=outcome.get("error"), cause=outcome.get("cause"))  # fmt: skip
-        except Exception:  # the store itself failed (a full disk): the worker goes on
-            log.exception("%s could not record job %s as %s", self.name, job.id, status)
+        if not self._finish(job, outcome):
             return
+        took = (outcome.get("result") or {}).get("seconds", {}).get("total")
+        log.info("job %s %s on %s%s%s", job.id, status, self.name,
+                 f" in {took:.1f} s" if took else "",
+                 f": {outcome.get('error')}" if outcome.get("error") else "")  # fmt: skip
         self.metrics.jobs.labels(status).inc()
         if status == "failed":
             self.metrics.failures.labels(outcome.get("cause") or "error").inc()
@@ -198,6 +202,28 @@ class Slot(threading.Thread):
             self.metrics.stage_seconds.labels(stage).observe(seconds)
         if result:
             self.metrics.gpu_memory.labels(result["device"], "peak").set(result["peak_bytes"])
+
+
+    def _finish(self, job: Job, outcome: Outcome) -> bool:
+        """Record the job's end, trying again (1 s, 2 s, ... 30 s) while the store cannot write
+        (a full disk): the job must not stay 'running' forever. Meanwhile the worker is
+        'blocked', which health counts as unable to run. False when stopped first."""
+        wait = 1.0
+        while True:
+            try:
+                error, cause = outcome.get("error"), outcome.get("cause")
+                self.store.finish(job.id, outcome["status"], result=outcome.get("result"),
+                                  error=error, cause=cause)  # fmt: skip
+            except Exception as failure:
+                self.state, self.reason = "blocked", f"cannot record job {job.id}: {failure}"
+                log.error("%s: %s; trying again in %.0f s", self.name, self.reason, wait)
+                if self.stopping.wait(wait):
+                    return False
+                wait = min(wait * 2, 30.0)
+                continue
+            if self.state == "blocked":
+                self.state, self.reason = "busy", None
+            return True
 
 
 def busy(slots: list[Slot]) -> bool:

@@ -133,7 +133,7 @@ async def test_a_server_still_loading_answers_503_with_retry_after(demo_home, tm
     service = _service(home)  # not started: STARTING
     try:
         transport = httpx.ASGITransport(app=create_app(service.config, service))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             assert (await client.get("/readyz")).status_code == 503
             response = await _submit(client)
             assert response.status_code == 503 and response.headers["Retry-After"] == "5"
@@ -149,4 +149,161 @@ async def test_images_people_send_are_accepted(client):
     Image.new("CMYK", (64, 64), (0, 255, 255, 0)).save(buffer, "JPEG")
     response = await _submit(client, image=buffer.getvalue())
     assert response.status_code == 202, response.text
+    await client.post(f"/v1/jobs/{response.json()['id']}/cancel")
+
+
+# --- the hostile pass's findings, in process -------------------------------------------------
+
+
+def _app(service: Service, **changes: object) -> httpx.ASGITransport:
+    from dataclasses import replace
+
+    return httpx.ASGITransport(app=create_app(replace(service.config, **changes), service))
+
+
+PART = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n")
+
+
+class Body:
+    """A streamed (chunked) request body that counts the chunks the server pulled."""
+
+    def __init__(self, chunks: int, size: int = 64 * 1024, stall: float = 0.0) -> None:
+        self.chunks, self.size, self.stall, self.pulled = chunks, size, stall, 0
+
+    async def __aiter__(self):
+        self.pulled += 1
+        yield PART  # a well-formed start: the parser reads on, into the image's bytes
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield b"x" * self.size
+            if self.stall:
+                await anyio.sleep(self.stall)
+
+
+def _multipart(body: Body, **headers: str) -> dict:
+    return {"content": body,
+            "headers": {"Content-Type": "multipart/form-data; boundary=b", **headers}}  # fmt: skip
+
+
+async def test_no_body_byte_is_read_before_the_token(client):
+    body = Body(chunks=1000)  # 64 MiB, chunked: no Content-Length to refuse it by
+    response = await client.post("/v1/jobs", **_multipart(body, Authorization=""))
+    assert response.status_code == 401
+    assert body.pulled == 0
+
+
+async def test_a_chunked_body_is_cut_at_the_cap_while_it_streams(client):
+    body = Body(chunks=1000)  # the cap: 1 MiB upload + 64 KiB of form
+    response = await client.post("/v1/jobs", **_multipart(body))
+    assert response.status_code == 413 and "MiB" in response.json()["detail"]
+    assert body.pulled <= 19, body.pulled
+
+
+async def test_a_stalled_body_is_408(client, monkeypatch):
+    from i2vkit.runtime.server import guard
+
+    monkeypatch.setattr(guard, "BODY_IDLE_SECONDS", 0.3)
+    body = Body(chunks=3, size=1024, stall=2.0)
+    response = await client.post("/v1/jobs", **_multipart(body))
+    assert response.status_code == 408 and "stalled" in response.json()["detail"]
+    assert body.pulled == 2
+
+
+async def test_without_a_token_a_foreign_host_or_origin_is_refused(service):
+    open_app = _app(service, token=None)
+    for base, status in (("http://attacker.example:7860", 403), ("http://127.0.0.1:7860", 200),
+                         ("http://localhost:7860", 200), ("http://[::1]:7860", 200)):  # fmt: skip
+        async with httpx.AsyncClient(transport=open_app, base_url=base) as c:
+            assert (await c.get("/v1/jobs")).status_code == status, base
+    async with httpx.AsyncClient(transport=open_app, base_url="http://127.0.0.1:7860") as c:
+        # a page elsewhere posting a form (fetch no-cors + FormData sends its Origin)
+        foreign = await _submit_with(c, {"Origin": "http://attacker.example"})
+        assert foreign.status_code == 403 and "origin" in foreign.json()["detail"]
+        framed = await _submit_with(c, {"Sec-Fetch-Site": "cross-site"})
+        assert framed.status_code == 403
+        same = await _submit_with(c, {"Origin": "http://127.0.0.1:7860"})
+        assert same.status_code == 202, same.text
+        await c.post(f"/v1/jobs/{same.json()['id']}/cancel")
+    allowed = _app(service, token=None, allowed_hosts=("i2v.internal",))
+    async with httpx.AsyncClient(transport=allowed, base_url="http://i2v.internal") as c:
+        assert (await c.get("/v1/jobs")).status_code == 200
+
+
+async def _submit_with(c: httpx.AsyncClient, headers: dict) -> httpx.Response:
+    files = {"image": ("in.png", png(), "image/png")}
+    return await c.post("/v1/jobs", data=SMALL, files=files, headers=headers)
+
+
+async def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(client):
+    for path in ("/", "/v1/info", "/v1/jobs/" + "x" * 22):
+        headers = (await client.get(path)).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+
+
+async def test_head_answers_as_get_without_a_body_and_docs_need_no_cdn(client):
+    for path in ("/v1/info", "/healthz", "/"):
+        response = await client.head(path)
+        assert response.status_code == 200 and response.content == b"", path
+        assert int(response.headers["content-length"]) > 0
+    assert (await client.get("/docs")).status_code == 404  # Swagger UI would load a CDN
+    assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_cancelling_an_ended_job_is_409(client):
+    job_id = (await _submit(client)).json()["id"]
+    assert (await client.post(f"/v1/jobs/{job_id}/cancel")).status_code == 202
+    deadline = time.monotonic() + 60
+    while (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "running":
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.05)
+    again = await client.post(f"/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+
+async def test_a_refusal_never_echoes_a_huge_value(client):
+    response = await _submit(client, prompt="p" * 1_000_000)
+    assert response.status_code == 422
+    assert len(response.content) < 2000, len(response.content)
+    assert "(1000000 characters)" in response.text
+
+
+async def test_several_image_fields_are_refused(client):
+    files = [("image", ("a.png", png(), "image/png")), ("image", ("b.png", png(), "image/png"))]
+    response = await client.post("/v1/jobs", data=SMALL, files=files)
+    assert response.status_code == 422 and "several 'image'" in response.json()["detail"]
+
+
+async def test_the_seed_s_range_is_written_in_whole_numbers(client):
+    response = await _submit(client, seed="-5")
+    assert "allowed: 0 to 4294967295" in response.json()["detail"]
+
+
+async def test_an_extreme_aspect_ratio_is_refused_before_it_is_decoded(client, service):
+    thin = png(width=1, height=20000)  # under 1 KB; cropping it once asked for gigabytes
+    response = await _submit(client, image=thin)
+    assert response.status_code == 422 and "16 times" in response.json()["detail"]
+    # a wide but sane picture is cropped to the job's size before it is stored
+    from PIL import Image
+
+    wide = await _submit(client, image=png(width=1024, height=128))
+    assert wide.status_code == 202, wide.text
+    job_id = wide.json()["id"]
+    with Image.open(service.store.input_path(job_id)) as stored:
+        assert stored.size == (64, 64)
+    await client.post(f"/v1/jobs/{job_id}/cancel")
+
+
+async def test_a_large_photo_is_stored_at_the_job_s_size(client, service):
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.linear_gradient("L").resize((3000, 2000)).convert("RGB").save(photo, "JPEG")
+    response = await _submit(client, image=photo.getvalue())
+    assert response.status_code == 202, response.text
+    stored = service.store.input_path(response.json()["id"])
+    assert stored.stat().st_size < 20_000, stored.stat().st_size  # not a 3000x2000 PNG
     await client.post(f"/v1/jobs/{response.json()['id']}/cancel")

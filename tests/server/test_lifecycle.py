@@ -87,9 +87,25 @@ def test_binding_beyond_loopback_needs_a_token(start_server, fresh_home):
     assert wait(server.url, job.json()["id"], headers=good)["status"] == "succeeded"
     login = httpx.post(f"{server.url}/v1/login", data={"token": "s3cret-token"})
     assert login.status_code == 200
-    cookie = login.cookies.get("i2vkit_token")
-    assert httpx.get(f"{server.url}/v1/jobs", cookies={"i2vkit_token": cookie}).status_code == 200
+    # the cookie is a session that ends, never the token itself
+    cookie = login.cookies.get("i2vkit_session")
+    assert cookie and "s3cret-token" not in cookie
+    assert "Max-Age=43200" in login.headers["set-cookie"]
+    assert httpx.get(f"{server.url}/v1/jobs", cookies={"i2vkit_session": cookie}).status_code == 200
+    expires, _, mac = cookie.partition(".")
+    for forged in (f"{int(expires) + 1}.{mac}", f"1.{mac}", "s3cret-token"):
+        refused = httpx.get(f"{server.url}/v1/jobs", cookies={"i2vkit_session": forged})
+        assert refused.status_code == 401, forged
+    # guessing the token: five failures a minute, then 429 (even for the right token)
+    for _ in range(5):
+        assert httpx.post(f"{server.url}/v1/login", data={"token": "guess"}).status_code == 401
+    limited = httpx.post(f"{server.url}/v1/login", data={"token": "s3cret-token"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert "s3cret-token" not in server.log.read_text()
+    # a blank token protects nothing: refused before binding
+    blank = run_invoke("serve", "--model", "demo", "--port", "1", "--token", " ",
+                       env={"I2VKIT_HOME": str(fresh_home)})  # fmt: skip
+    assert blank.returncode == 2 and "blank" in blank.stderr
 
 
 def test_a_model_that_fails_to_load_exits_non_zero_with_the_reason(start_server, fresh_home):

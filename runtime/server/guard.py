@@ -1,0 +1,229 @@
+"""What every request passes before the app sees it: an ASGI middleware around the whole app.
+
+A pure ASGI middleware, not FastAPI dependencies: a dependency runs after FastAPI has read and
+parsed the body, so a client without a token could make the server spool a gigabyte to disk
+before its 401, and a chunked body (no Content-Length) was only measured once it was all there.
+Here, in order:
+
+1. Host: without a token, only a loopback name or an IP literal (and `--allow-host` names) may
+   be the Host: a DNS-rebound name (attacker.example -> 127.0.0.1) reads nothing.
+2. Origin: a state-changing request from another origin (a page's no-cors form POST) is refused.
+3. The token, for /v1/* (but /v1/login) and /metrics: from the headers, before any body byte.
+4. The body: capped while it streams (413), and timed out when the client stalls (408).
+5. The answer: CSP, nosniff, no framing, no referrer, same-origin resources.
+
+Slow headers are uvicorn's side (protocol.py): the app never sees a request that never ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import urlsplit
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+COOKIE = "i2vkit_session"
+SESSION_SECONDS = 12 * 3600
+BODY_IDLE_SECONDS = 20.0  # a body that sends nothing for this long is a stalled client: 408
+BODY_SECONDS = 300.0  # nor may a body take longer than this in all (20 MiB at ~70 KB/s)
+SAFE = ("GET", "HEAD", "OPTIONS")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class Refused(Exception):
+    """The request ends here with `status` and `detail` (and headers)."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+class _BodyEnded(Exception):
+    """Raised inside the app's receive(): the body went over its cap or stalled."""
+
+
+def session(token: str, now: float | None = None) -> str:
+    """A cookie value that proves the token was given, without being it: its expiry and an
+    HMAC of that expiry keyed by the token (a stolen cookie ends; the token is never in it)."""
+    expires = int((now or time.time()) + SESSION_SECONDS)
+    return f"{expires}.{_sign(token, expires)}"
+
+
+def _sign(token: str, expires: int) -> str:
+    message = f"i2vkit-session:{expires}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _session_ok(token: str, value: str) -> bool:
+    expires, _, mac = value.partition(".")
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    return hmac.compare_digest(mac, _sign(token, int(expires)))
+
+
+def token_ok(token: str, headers: dict[str, str]) -> bool:
+    """A bearer token equal to `token`, or a live session cookie."""
+    header = headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed Cookie header is no session
+        return False
+    return COOKIE in cookie and _session_ok(token, cookie[COOKIE].value)
+
+
+def host_ok(host: str, allowed: tuple[str, ...]) -> bool:
+    """Host header (name[:port]) is loopback's name, an IP literal, or allowed by name."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name in ("localhost", *allowed):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def protected(path: str) -> bool:
+    return (path.startswith("/v1/") and path != "/v1/login") or path == "/metrics"
+
+
+class Guard:
+    def __init__(self, app: Any, token: str | None, max_body: int,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:  # fmt: skip
+        self.app = app
+        self.token = token
+        self.max_body = max_body
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        secured = _secured(send)
+        try:
+            self.check(scope, headers)
+        except Refused as refused:
+            await _answer(secured, refused)
+            return
+        if scope["method"] == "HEAD":  # as GET without its body (FastAPI routes GET only)
+            if scope["path"].endswith("/events"):
+                await _answer(secured, Refused(405, "HEAD is not served on an event stream"))
+                return
+            scope, secured = {**scope, "method": "GET"}, _headless(secured)
+        ended: list[Refused] = []
+        body = self._body(receive, headers, ended)
+
+        async def quiet(message: Message) -> None:  # the app's own answer to a cut body is ours
+            if not ended:
+                await secured(message)
+
+        try:
+            await self.app(scope, body, quiet)
+        except Exception:
+            if not ended:
+                raise
+        if ended:
+            await _answer(secured, ended[0])
+
+    def check(self, scope: Scope, headers: dict[str, str]) -> None:
+        """Refused when the Host, the Origin or the token is not right, or the body is known
+        to be too large: all before reading the body."""
+        probe = scope["path"] in ("/healthz", "/readyz")  # a probe may name the service
+        if not self.token and not probe and not host_ok(headers.get("host", ""),
+                                                        self.allowed_hosts):  # fmt: skip
+            raise Refused(403, f"Host {headers.get('host', '')[:80]!r} is not this server's: "
+                          "use http://127.0.0.1:PORT, or serve with --allow-host NAME")  # fmt: skip
+        if scope["method"] not in SAFE:
+            origin = headers.get("origin")
+            if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+                raise Refused(403, f"a request from another origin ({origin[:80]}) is refused")
+            if headers.get("sec-fetch-site") == "cross-site":
+                raise Refused(403, "a cross-site request is refused")
+        if self.token and protected(scope["path"]) and not token_ok(self.token, headers):
+            raise Refused(401, "an API token is required", {"WWW-Authenticate": "Bearer"})
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise Refused(413, f"the request body is over {self.max_body // 2**20} MiB")
+
+    def _body(self, receive: Receive, headers: dict[str, str], ended: list[Refused]) -> Receive:
+        """`receive`, counting the body and timing it: over the cap or stalled, the app's
+        receive() raises and the request is answered 413 or 408."""
+        seen, start, done = 0, time.monotonic(), False
+
+        async def body() -> Message:
+            nonlocal seen, done
+            if done:  # after the body: only a disconnect is left to wait for, untimed
+                return await receive()
+            left = BODY_SECONDS - (time.monotonic() - start)
+            try:
+                message = await asyncio.wait_for(receive(), min(BODY_IDLE_SECONDS, max(left, 0)))
+            except TimeoutError:
+                ended.append(Refused(408, "the request body stalled: send it faster or smaller"))
+                raise _BodyEnded from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                done = not message.get("more_body", False)
+                if seen > self.max_body:
+                    ended.append(Refused(413, f"the request body is over "
+                                              f"{self.max_body // 2**20} MiB"))  # fmt: skip
+                    raise _BodyEnded
+            else:
+                done = True
+            return message
+
+        return body
+
+
+def _secured(send: Send) -> Send:
+    async def secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in HEADERS if k not in present]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return secured
+
+
+def _headless(send: Send) -> Send:
+    async def headless(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return headless
+
+
+async def _answer(send: Send, refused: Refused) -> None:
+    body = json.dumps({"detail": refused.detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]  # fmt: skip
+    headers += [(k.lower().encode(), v.encode()) for k, v in refused.headers.items()]
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
