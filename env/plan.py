@@ -157,7 +157,8 @@ def make(options: Options, app: Settings) -> SetupPlan:
         mirrors_catalogue=mirrors,
         mirrors=mplan,
         urls=_urls(mirrors, mplan),
-        notes=[p.note for k, p in mplan.picks.items() if p.note and k in SETUP_KINDS],
+        notes=[p.note for k, p in mplan.picks.items() if p.note and k in SETUP_KINDS]
+        + mplan.left_out_notes(SETUP_KINDS),
         lock_hash=digest,
         lockfiles=lockfiles,
         lock=lock,

@@ -3,8 +3,9 @@ its own wheel index, then the hash-locked pip layer, then i2vkit itself (linked,
 
 uv rather than pip: it installs the same requirement set several times faster (measured in
 docs/benchmarks.md). Every step goes through mirrors.install, which uses one index at a time
-and fails over to the next mirror on a network failure; a local wheelhouse (the host pip's own
-find-links folder, or --wheelhouse) is the last source tried.
+and fails over to the next mirror when the mirror is to blame (the network, a file that fails
+the lockfile's hash, a portal page in place of the index); a local wheelhouse (the host pip's
+own find-links folder, or --wheelhouse) is the last source tried.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def _with_wheelhouse(
     if not last.ok and last.mirror_fault:  # no PyPI mirror either: the wheelhouse alone
         alone = ["--no-index", "--find-links", str(plan.wheelhouse)]
         last = attempt(python, requirements, alone, "wheelhouse", tool="uv")
-    result = InstallResult(kind, "uv", (*failed.attempts, last), {})
+    result = InstallResult(kind, "uv", (*failed.attempts, last), {}, failed.left_out)
     if not last.ok:
         raise InstallError(result)
-    return InstallResult(kind, "uv", result.attempts, {n: "wheelhouse" for n in last.fetched})
+    files = {n: "wheelhouse" for n in last.fetched}
+    return InstallResult(kind, "uv", result.attempts, files, failed.left_out)
 
 
 def install_torch(python: Path, plan: SetupPlan, catalogue: Catalogue) -> InstallResult:

@@ -1,8 +1,10 @@
 """The one failover: an action tried against each mirror of a chain in turn, moving on only when
 the mirror is to blame (refused, DNS, reset, timeout, HTTP 5xx, a file that fails its hash
 there). Any other failure (no such version, a conflict, a full disk) stops at once: another
-mirror would not fix it. Used by pip/uv installs (mirrors/install.py), the conda layer
-(env/conda.py, env/conda_exe.py) and weight downloads (env/weights.py): all say the same.
+mirror would not fix it; a mirror that answers with a page that is not an index (a captive
+portal) is to blame too, which the caller finds out. Used by pip/uv installs
+(mirrors/install.py), the conda layer (env/conda.py, env/conda_exe.py) and weight downloads
+(env/weights.py): all say the same.
 """
 
 from __future__ import annotations
@@ -85,9 +87,20 @@ def run(
     return tuple(done)
 
 
-def describe(kind: str, attempts: Sequence[Attempt], done: str = "installed") -> list[str]:
-    """One line per attempt and one per switch, in the words every room uses."""
-    lines = []
+def left_out(kind: str, mirror: str, why: str) -> str:
+    """A mirror set aside before any attempt (the probe found it not an index)."""
+    return f"{mirror} left out of the {kind} failover: the probe says {why}"
+
+
+def describe(
+    kind: str,
+    attempts: Sequence[Attempt],
+    done: str = "installed",
+    skipped: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """One line per mirror left out, one per attempt and one per switch, in the words every
+    room uses."""
+    lines = [left_out(kind, mirror, why) for mirror, why in skipped]
     for a in attempts:
         if a.ok:
             lines.append(f"{kind} via {a.mirror}: {done} in {a.seconds:.1f} s")

@@ -2,10 +2,12 @@
 
 Runs a real `pip install` (or `uv pip install`) against exactly one index at a time, with no
 retries: when the mirror fails for a network reason (refused, DNS, reset, timeout, HTTP 5xx),
-the same install is run again against the next mirror in the plan's chain for that kind. A
-failure that is not the network's (no such version, a conflict) is reported at once: another
-mirror would not fix it. The result says which attempt failed and why, and which file was
-installed from which mirror (pip's --report, uv's request log).
+serves a file that is not the one the lockfile pins (a hash mismatch), or answers with a page
+that is not an index (a captive portal: the tools then report only "no such package"), the same
+install is run again against the next mirror in the plan's chain for that kind. A failure that
+is none of these (no such version, a conflict) is reported at once: another mirror would not
+fix it. The result says which attempt failed and why, and which file was installed from which
+mirror (pip's --report, uv's request log).
 
 The host's own index configuration is kept out: pip config files are skipped and index
 variables removed from the child's environment, so nothing can add a second index.
@@ -34,7 +36,7 @@ from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue, TorchEndpoint
 from i2vkit.mirrors.choose import MirrorPlan
 from i2vkit.mirrors.failover import Attempt
-from i2vkit.mirrors.probe import describe_error
+from i2vkit.mirrors.probe import answers_wrong, describe_error
 from i2vkit.mirrors.rewrite import mirror_of
 
 READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging
@@ -44,6 +46,24 @@ _UV_FETCH = re.compile(r"GET request for: (\S+)")
 _DIST = re.compile(r"\.(?:whl|tar\.gz|zip)$")
 _INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
 _UV_INDEX_VARS = ("UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
+# A file that is not the one the lockfile pins. uv: "Hash mismatch for `alpha==1.0`", then the
+# expected and computed hashes; pip: "THESE PACKAGES DO NOT MATCH THE HASHES ...", then per
+# package "alpha==1.0 from URL (from -r ...):", "Expected sha256 ...", "Got ...".
+_UV_MISMATCH = re.compile(
+    r"hash mismatch for `([^`]+)`(?:\s*Expected:\s*(\w+):(\w+).*?Computed:\s*\w+:(\w+))?",
+    re.I | re.S,
+)
+_PIP_MISMATCH = re.compile(
+    r"^\s+(\S+) from \S+.*\n\s*Expected (\w+) (\w+)\s*\n(?:\s*or \w+\s*\n)*\s*Got\s+(\w+)", re.M
+)
+# The project a tool found no version of (pip: "No matching distribution found for alpha==1.0";
+# uv: "there is no version of alpha==1.0", "there are no versions of alpha").
+_MISSING = re.compile(
+    r"no matching distribution found for ([A-Za-z0-9][\w.-]*)|no versions? of ([A-Za-z0-9][\w.-]*)",
+    re.I,
+)
+_INDEX_FLAGS = ("--index-url", "--extra-index-url", "-i")
+_LINKS_FLAGS = ("--find-links", "-f")
 
 
 @dataclass(frozen=True)
@@ -52,13 +72,14 @@ class InstallResult:
     tool: str
     attempts: tuple[Attempt, ...]
     files: Mapping[str, str]  # installed file name -> mirror it came from
+    left_out: tuple[tuple[str, str], ...] = ()  # (mirror, why): set aside before any attempt
 
     @property
     def ok(self) -> bool:
         return bool(self.attempts) and self.attempts[-1].ok
 
     def summary(self) -> list[str]:
-        lines = failover.describe(self.kind, self.attempts)
+        lines = failover.describe(self.kind, self.attempts, skipped=self.left_out)
         return lines + [f"{name} from {mirror}" for name, mirror in sorted(self.files.items())]
 
 
@@ -143,11 +164,12 @@ def install(
                        tool, env, timeout)  # fmt: skip
 
     attempts = failover.run(plan.chains.get(kind, ()), one, kind)
+    skipped = tuple(plan.left_out.get(kind, ()))
     last = attempts[-1] if attempts else None
     if last is None or not last.ok:
-        raise InstallError(InstallResult(kind, tool, attempts, {}))
+        raise InstallError(InstallResult(kind, tool, attempts, {}, skipped))
     files = {_name(u): mirror_of(u, catalogue) or last.mirror for u in last.fetched}
-    return InstallResult(kind, tool, attempts, files)
+    return InstallResult(kind, tool, attempts, files, skipped)
 
 
 def attempt(
@@ -168,24 +190,68 @@ def attempt(
     if code == 0:
         return Attempt(label, True, took, fetched=fetched, options=options)
     reason, fault = failover.failing_line(output), failover.mirror_fault(output)
+    mismatch = hash_mismatch(failover.diagnostics(output), label)
+    if mismatch is not None:
+        reason, package = mismatch
+        return Attempt(label, False, took, reason, True, fetched, options, package)
     if not fault:
-        # pip with --retries 0 logs a refused or unresolvable index only at debug level, then
-        # says "No matching distribution found" as for a package the index lacks: so a failure
-        # that names no network error is checked against the sources themselves (one GET each)
-        for url in _source_urls(source_args):
-            unreachable = reachable(url)
-            if unreachable:
-                reason = f"{url} is unreachable ({unreachable}); the tool said: {reason}"
-                fault = True
-                break
+        # pip with --retries 0 logs a refused or unresolvable index only at debug level, and
+        # both tools read a captive portal's login page as an index without the package: either
+        # way they say only "no such package". So such a failure is checked against the sources
+        # themselves (a GET each) before it counts as the package's.
+        blame = _unreachable(source_args) or _wrong_answer(source_args, output)
+        if blame is not None:
+            reason, fault = f"{blame}; the tool said: {reason}", True
     return Attempt(label, False, took, reason, fault, fetched, options)
+
+
+def hash_mismatch(output: str, label: str) -> tuple[str, str] | None:
+    """(reason, package) when pip or uv refused a file for not matching the lockfile's hash."""
+    found = [(m[1], m[2], m[3], m[4]) for m in _UV_MISMATCH.finditer(output)]
+    found += [(m[1], m[2], m[3], m[4]) for m in _PIP_MISMATCH.finditer(output)]
+    if not found:
+        return None
+    package, algorithm, pinned, got = found[0]
+    reason = f"hash mismatch: {package} from {label}"
+    if pinned and got:
+        reason += f" has {algorithm} {got[:16]}..., the lockfile pins {algorithm} {pinned[:16]}..."
+    others = list(dict.fromkeys(f[0] for f in found[1:] if f[0] != package))
+    return reason + (f" (also {', '.join(others)})" if others else ""), package
+
+
+def _sources(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """The http(s) URLs given with `flags` among install options."""
+    pairs = itertools.pairwise(args)
+    return [value for flag, value in pairs if flag in flags and value.startswith("http")]
 
 
 def _source_urls(args: Sequence[str]) -> list[str]:
     """The http(s) index and find-links URLs among install options."""
-    flags = ("--index-url", "--find-links", "--extra-index-url", "-i", "-f")
-    pairs = itertools.pairwise(args)
-    return [value for flag, value in pairs if flag in flags and value.startswith("http")]
+    return _sources(args, (*_INDEX_FLAGS, *_LINKS_FLAGS))
+
+
+def _unreachable(source_args: Sequence[str]) -> str | None:
+    for url in _source_urls(source_args):
+        why = reachable(url)
+        if why:
+            return f"{url} is unreachable ({why})"
+    return None
+
+
+def _wrong_answer(source_args: Sequence[str], output: str) -> str | None:
+    """Which source answered with a page that is not an index (a portal's login page), if any:
+    the find-links pages, then each index's page for the project the tool found nothing of."""
+    found = _MISSING.search(failover.diagnostics(output))
+    project = re.sub(r"[-_.]+", "-", (found[1] or found[2]).rstrip(".")).lower() if found else ""
+    pages = [(url, "torch") for url in _sources(source_args, _LINKS_FLAGS)]  # a flat wheel page
+    if project:
+        pages += [(f"{url.rstrip('/')}/{project}/", "pypi")
+                  for url in _sources(source_args, _INDEX_FLAGS)]  # fmt: skip
+    for page, kind in pages:
+        why = answers_wrong(page, kind)
+        if why:
+            return f"{page} is {why} (a captive portal or login page?)"
+    return None
 
 
 def reachable(url: str, timeout: float = 5.0) -> str | None:

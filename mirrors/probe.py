@@ -4,7 +4,8 @@ One daemon thread per endpoint, all started together, each with short timeouts a
 the caller waits until one shared deadline and reports whatever has not answered by then. Daemon
 threads because a hung DNS lookup cannot be interrupted: it must not keep the process alive.
 A mirror that answers with something that is not an index (a portal page, an error page served
-with 200) is reported as such, not as fast.
+with 200) is reported as such, not as fast; `answers_wrong` is the same check for one page, which
+an install that found nothing makes before blaming the package.
 """
 
 from __future__ import annotations
@@ -44,10 +45,17 @@ class Measurement:
     first_byte_s: float | None = None
     sample_bytes: int = 0
     throughput: float | None = None  # bytes/s after the first byte; None if sample too small
+    status: int | None = None  # the HTTP status it answered with; None: no answer
 
     @property
     def ok(self) -> bool:
         return self.reason is None
+
+    @property
+    def answered_wrong(self) -> bool:
+        """It answered without an error status, but not as the index it should be (a portal or
+        login page): unlike a refusal or a timeout, nothing a later try would find different."""
+        return self.reason is not None and self.status is not None and self.status < 400
 
     @property
     def score(self) -> float:
@@ -71,6 +79,14 @@ class ProbeResult:
         for m in sorted(self.measurements, key=lambda m: m.score):
             if m.ok:
                 out[m.kind].append(m.mirror)
+        return out
+
+    def not_indexes(self) -> dict[str, dict[str, str]]:
+        """Per kind, the mirrors that answered with something that is not an index, and why."""
+        out: dict[str, dict[str, str]] = {}
+        for m in self.measurements:
+            if m.answered_wrong and m.reason:
+                out.setdefault(m.kind, {})[m.mirror] = m.reason
         return out
 
     def winners(self) -> dict[str, Measurement | None]:
@@ -179,7 +195,28 @@ def _measure(
     reason = not_an_index(kind, response, head)
     throughput = got / took if got >= MIN_SAMPLE and took > 0 else None
     connect = connected[-1] if connected else None
-    return Measurement(mirror, kind, url, reason, connect, first, got, throughput)
+    status = response.status_code
+    return Measurement(mirror, kind, url, reason, connect, first, got, throughput, status)
+
+
+def answers_wrong(url: str, kind: str, timeout: float = 5.0) -> str | None:
+    """Why the page at `url` is not the index `kind` expects although the server answered it
+    (a portal or login page served with 200), or None: an index page, an error status (a 404
+    is an index saying "no such project"), or no answer at all (not this check's business)."""
+    client = httpx.Client(verify=ssl.create_default_context(), follow_redirects=True,
+                          timeout=timeout)  # fmt: skip
+    try:
+        with client, client.stream("GET", url) as response:
+            head = b""
+            for chunk in response.iter_bytes():
+                head += chunk
+                if len(head) >= 65536:
+                    break
+    except (httpx.HTTPError, OSError, ssl.SSLError):
+        return None
+    if response.status_code >= 400:
+        return None
+    return not_an_index(kind, response, head[:65536])
 
 
 def targets(catalogue: Catalogue, kinds: Iterable[str], variant: str) -> list[tuple[str, str, str]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.config import invoke_config
+from tests.helpers.mirrors import CaptivePortal
 from tests.helpers.servers import PypiServer, StaticServer, make_wheel
 
 
@@ -40,6 +41,27 @@ def small_sources(tmp_path_factory: pytest.TempPathFactory):
     yield {"pypi": pypi, "torch": page, "locks": locks, "root": root}
     pypi.stop()
     page.stop()
+
+
+@pytest.fixture(scope="session")
+def captive() -> CaptivePortal:
+    """Answers every path, GET or HEAD, with 200 and a login page (a captive portal)."""
+    server = CaptivePortal()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tampered_pypi(small_sources, tmp_path_factory: pytest.TempPathFactory) -> PypiServer:
+    """A real pypiserver whose alpha 1.0 is another file than the one the locks pin (its beta
+    is the same file as the good mirror's)."""
+    folder = tmp_path_factory.mktemp("tampered")
+    make_wheel(folder, "alpha", "1.0", ["beta"], pad=64)
+    beta = small_sources["root"] / "wheels" / "beta-1.0-py3-none-any.whl"
+    (folder / beta.name).write_bytes(beta.read_bytes())
+    server = PypiServer(folder, folder.parent / "tampered.log").wait()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ start their own, since they stop one mid-install.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from i2vkit.mirrors.catalogue import Catalogue
-from tests.helpers.mirrors import SLOW_S, VARIANT, catalogue_for
+from tests.helpers.mirrors import SLOW_S, VARIANT, CaptivePortal, catalogue_for
 from tests.helpers.servers import (
     DelayProxy,
     PypiServer,
@@ -86,6 +87,33 @@ def stand_ins(tmp_path_factory, wheels, torch_page, portal):
         s.stop()
     for server in servers.values():
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def captive() -> CaptivePortal:
+    """Answers every path, GET or HEAD, with 200 and a login page (a captive portal)."""
+    server = CaptivePortal()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def alpha_lock(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
+    """A lockfile pinning `wheels`' alpha by its sha256 (install it with --no-deps)."""
+    digest = hashlib.sha256((wheels / "alpha-1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    lock = tmp_path_factory.mktemp("lock") / "alpha.txt"
+    lock.write_text(f"alpha==1.0 --hash=sha256:{digest}\n")
+    return lock
+
+
+@pytest.fixture(scope="session")
+def tampered(tmp_path_factory: pytest.TempPathFactory):
+    """A real pypiserver whose alpha 1.0 is another file than the one `alpha_lock` pins."""
+    folder = tmp_path_factory.mktemp("tampered")
+    make_wheel(folder, "alpha", "1.0", ["beta", "gamma"], pad=64)
+    server = PypiServer(folder, folder.parent / "tampered.log").wait()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
