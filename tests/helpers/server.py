@@ -20,7 +20,7 @@ class Server:
 
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None,
                  host: str = "127.0.0.1", device: str | None = "cpu",
-                 model: str = "demo") -> None:  # fmt: skip
+                 model: str = "demo", file_limit: int | None = None) -> None:  # fmt: skip
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -33,16 +33,25 @@ class Server:
         self.env = {**os.environ, "I2VKIT_HOME": str(home), "PYTHONUNBUFFERED": "1",
                     **(env or {})}  # fmt: skip
         self.proc: subprocess.Popen | None = None
+        self.file_limit = file_limit  # RLIMIT_FSIZE: no file it writes grows past this
 
     def start(self, wait: bool = True) -> Server:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "invoke", "serve", *self.args],
             cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=self._limit if self.file_limit else None,
         )  # fmt: skip
         if wait:
             self.wait_ready()
         return self
+
+    def _limit(self) -> None:
+        """A disk that is full for files past `file_limit` bytes: writes fail with EFBIG
+        (Python ignores SIGXFSZ), as they would with ENOSPC, with no mount or privilege."""
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_limit, self.file_limit))
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
