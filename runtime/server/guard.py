@@ -9,7 +9,9 @@ Here, in order:
    be the Host: a DNS-rebound name (attacker.example -> 127.0.0.1) reads nothing.
 2. Origin: a state-changing request from another origin (a page's no-cors form POST) is refused.
 3. The token, for /v1/* (but /v1/login) and /metrics: from the headers, before any body byte.
-4. The body: capped while it streams (413), and timed out when the client stalls (408).
+4. The body: capped while it streams (413), timed out when the client stalls (408), and a
+   multipart form's text fields checked for UTF-8 as they pass (Starlette's parser decodes a
+   field that is not as Latin-1 without a word, so mojibake was stored as the prompt).
 5. The answer: CSP, nosniff, no framing, no referrer, same-origin resources.
 
 Slow headers are uvicorn's side (protocol.py): the app never sees a request that never ends.
@@ -18,6 +20,7 @@ Slow headers are uvicorn's side (protocol.py): the app never sees a request that
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import hmac
 import ipaddress
@@ -175,6 +178,7 @@ class Guard:
         """`receive`, counting the body and timing it: over the cap or stalled, the app's
         receive() raises and the request is answered 413 or 408."""
         seen, start, done = 0, time.monotonic(), False
+        text = _TextFields.for_headers(headers)
 
         async def body() -> Message:
             nonlocal seen, done
@@ -189,6 +193,10 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 done = not message.get("more_body", False)
+                if text is not None and (bad := text.feed(message.get("body", b""))):
+                    ended.append(Refused(422, f"the form field {bad!r} is not UTF-8 text: "
+                                              "send it UTF-8 encoded"))  # fmt: skip
+                    raise _BodyEnded
                 if seen > self.max_body:
                     ended.append(Refused(413, f"the request body is over "
                                               f"{self.max_body // 2**20} MiB"))  # fmt: skip
@@ -198,6 +206,80 @@ class Guard:
             return message
 
         return body
+
+
+class _TextFields:
+    """python-multipart's streaming parser (public callbacks) run beside Starlette's, only to
+    check that each text field (a part without a filename) is UTF-8. Its data is decoded
+    incrementally and dropped; a file's bytes only pass through."""
+
+    @classmethod
+    def for_headers(cls, headers: dict[str, str]) -> _TextFields | None:
+        from python_multipart.multipart import parse_options_header
+
+        kind, params = parse_options_header(headers.get("content-type", ""))
+        boundary = params.get(b"boundary")
+        return cls(boundary) if kind == b"multipart/form-data" and boundary else None
+
+    def __init__(self, boundary: bytes) -> None:
+        from python_multipart.multipart import MultipartParser
+
+        self.bad: str | None = None
+        self._broken = False
+        self._field, self._value, self._disposition = b"", b"", b""
+        self._decoder: codecs.IncrementalDecoder | None = None
+        callbacks: Any = {
+            "on_part_begin": self._begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_done, "on_part_data": self._data,
+            "on_part_end": self._end,
+        }  # fmt: skip
+        self._parser = MultipartParser(boundary, callbacks)
+
+    def feed(self, chunk: bytes) -> str | None:
+        """The name of a field that is not UTF-8, once one is seen."""
+        if self.bad is None and chunk and not self._broken:
+            try:
+                self._parser.write(chunk)
+            except Exception:  # malformed framing: Starlette's parser answers for that
+                self._broken = True
+        return self.bad
+
+    def _begin(self) -> None:
+        self._disposition, self._decoder = b"", None
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._field.lower() == b"content-disposition":
+            self._disposition = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_done(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, params = parse_options_header(self._disposition)
+        self._name = params.get(b"name", b"").decode("latin-1")
+        if b"filename" not in params:  # a text field
+            self._decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        self._check(data[start:end], final=False)
+
+    def _end(self) -> None:
+        self._check(b"", final=True)
+
+    def _check(self, data: bytes, final: bool) -> None:
+        if self._decoder is None:
+            return
+        try:
+            self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self.bad, self._decoder = self._name, None
 
 
 def _secured(send: Send) -> Send:
@@ -221,7 +303,9 @@ def _headless(send: Send) -> Send:
 
 
 async def _answer(send: Send, refused: Refused) -> None:
-    body = json.dumps({"detail": refused.detail}).encode()
+    # "error": the OpenAI shape, which the openai client reads its message from
+    error = {"message": refused.detail, "type": "invalid_request_error", "code": refused.status}
+    body = json.dumps({"detail": refused.detail, "error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"connection", b"close")]  # fmt: skip
     headers += [(k.lower().encode(), v.encode()) for k, v in refused.headers.items()]

@@ -307,3 +307,17 @@ async def test_a_large_photo_is_stored_at_the_job_s_size(client, service):
     stored = service.store.input_path(response.json()["id"])
     assert stored.stat().st_size < 20_000, stored.stat().st_size  # not a 3000x2000 PNG
     await client.post(f"/v1/jobs/{response.json()['id']}/cancel")
+
+
+async def test_a_text_field_that_is_not_utf8_is_refused_not_stored_as_mojibake(client):
+    prompt = "un caf\xe9 au bord de l'eau".encode("latin-1")  # é as one byte: not UTF-8
+    body = (b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n' + prompt +
+            b'\r\n--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + png() + b"\r\n--b--\r\n")  # fmt: skip
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await client.post("/v1/jobs", content=body, headers=headers)
+    assert response.status_code == 422 and "'prompt' is not UTF-8" in response.text
+    accepted = await _submit(client, prompt="un café au bord de l'eau — 水")  # UTF-8: fine
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["settings"]["prompt"] == "un café au bord de l'eau — 水"
+    await client.post(f"/v1/jobs/{accepted.json()['id']}/cancel")
