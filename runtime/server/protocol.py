@@ -21,7 +21,7 @@ HEADERS_SECONDS = 10.0
 class Protocol(H11Protocol):
     _headers_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm()
 

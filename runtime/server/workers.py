@@ -203,7 +203,6 @@ class Slot(threading.Thread):
         if result:
             self.metrics.gpu_memory.labels(result["device"], "peak").set(result["peak_bytes"])
 
-
     def _finish(self, job: Job, outcome: Outcome) -> bool:
         """Record the job's end, trying again (1 s, 2 s, ... 30 s) while the store cannot write
         (a full disk): the job must not stay 'running' forever. Meanwhile the worker is

@@ -47,6 +47,7 @@ def test_the_wheel_holds_one_package_with_its_data(installed):
         "i2vkit/data/models.toml", "i2vkit/data/doctor.schema.json",
         "i2vkit/mirrors/data/mirrors.toml", "i2vkit/env/requirements/runtime.txt",
         "i2vkit/images/Dockerfile", "i2vkit/runtime/server/web/index.html",
+        "i2vkit/runtime/server/web/app.js", "i2vkit/runtime/server/web/app.css",
         "i2vkit/runtime/data/fullsize/i2vgen-xl.toml", "i2vkit/runtime/pipelines/svd.py",
         "i2vkit/runtime/data/fullsize/wan.toml", "i2vkit/data/model_costs.toml",
         "i2vkit/runtime/data/fullsize/ltx.toml",

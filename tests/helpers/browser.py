@@ -26,3 +26,12 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def until_true(page: Any, expression: str, timeout: float = 30) -> Any:
+    """Poll the JavaScript `expression` in `page` until it is truthy (its value). Not
+    playwright's `wait_for_function`: that evals a string inside the page, which the page's
+    CSP (no 'unsafe-eval') refuses; `evaluate` runs through the DevTools protocol."""
+    from tests.helpers.api import until
+
+    return until(lambda: page.evaluate(expression), expression, timeout=timeout, every=0.1)

@@ -15,7 +15,7 @@ import pytest
 
 from i2vkit import catalogue, request
 from tests.helpers.api import events, submit, wait
-from tests.helpers.browser import chromium
+from tests.helpers.browser import chromium, until_true
 from tests.helpers.invoke import ROOT
 from tests.helpers.server import Server, model_server
 from tests.helpers.video import frame_rate, read_mp4
@@ -51,6 +51,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def browser() -> Iterator[object]:
     with chromium() as launched:
         yield launched
+
+
+DONE = "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'"
 
 
 def _submit(model: str, url: str, **fields: str) -> httpx.Response:
@@ -139,11 +142,10 @@ def test_the_page_makes_a_video_from_the_model_s_preset(served, browser, tmp_pat
     page.set_input_files("#file", str(ROOT / "docs" / "example.png"))
     page.fill("#prompt", "waves roll onto the beach")
     page.click("#submit")
-    page.wait_for_function(
-        "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'", timeout=90_000
+    until_true(
+        page, "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'", timeout=90
     )
-    page.wait_for_function("document.querySelector('#download').getAttribute('href')",
-                           timeout=60_000)  # fmt: skip
+    until_true(page, "document.querySelector('#download').getAttribute('href')", timeout=60)
     job_id = page.get_attribute("#download", "href").split("/")[-2]
     page.close()
     job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()

@@ -39,7 +39,9 @@ def test_half_sent_requests_are_closed_by_the_server(server):
 
 
 def test_fifty_event_streams_do_not_hold_up_other_requests(server):
-    long = submit(server.url, steps="150", frames="16").json()["id"]  # runs while the streams listen
+    long = submit(server.url, steps="150", frames="16").json()[
+        "id"
+    ]  # runs while the streams listen
     request = f"GET /v1/jobs/{long}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     streams = [_raw(server.url, request) for _ in range(50)]
     try:

@@ -161,8 +161,10 @@ def _app(service: Service, **changes: object) -> httpx.ASGITransport:
     return httpx.ASGITransport(app=create_app(replace(service.config, **changes), service))
 
 
-PART = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n")
+PART = (
+    b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+    b"Content-Type: image/png\r\n\r\n"
+)
 
 
 class Body:

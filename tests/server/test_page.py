@@ -21,8 +21,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from i2vkit.runtime.server.page import thumbnail
-from tests.helpers.api import running, submit, until
-from tests.helpers.browser import chromium
+from tests.helpers.api import running, submit
+from tests.helpers.browser import chromium, until_true
 from tests.helpers.invoke import ROOT
 
 EXAMPLE = str(ROOT / "docs" / "example.png")
@@ -71,12 +71,6 @@ def _open(tab: Tab, url: str) -> Any:
     return tab.page
 
 
-def _until(page: Any, expression: str, timeout: float = 30) -> Any:
-    """Poll `expression` in the page until it is truthy. Not `wait_for_function`: that evals
-    its string inside the page, which the page's CSP (no 'unsafe-eval') refuses."""
-    return until(lambda: page.evaluate(expression), expression, timeout=timeout, every=0.1)
-
-
 def _wait_done(page: Any) -> None:
     try:
         expect(page.locator("#bar")).to_have_attribute("aria-valuenow", "100", timeout=120_000)
@@ -94,8 +88,8 @@ def test_the_page_makes_a_video_end_to_end(server, tab, tmp_path):
         page.fill(f"#{name}", value)
     page.click("#submit")
     _wait_done(page)
-    _until(page, "document.querySelector('#video').readyState >= 2")
-    _until(page, "document.querySelector('#video').currentTime > 0")
+    until_true(page, "document.querySelector('#video').readyState >= 2")
+    until_true(page, "document.querySelector('#video').currentTime > 0")
     assert "done in" in page.inner_text("#status")
     href = page.get_attribute("#download", "href")
     assert href.endswith("/video")

@@ -15,7 +15,7 @@ import pytest
 
 from i2vkit import catalogue, request
 from tests.helpers.api import events, png, submit, wait
-from tests.helpers.browser import chromium
+from tests.helpers.browser import chromium, until_true
 from tests.helpers.invoke import ROOT
 from tests.helpers.server import Server, model_server
 from tests.helpers.video import frame_rate, read_mp4
@@ -34,6 +34,9 @@ def wan_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model = catalogue.model(name)
         twins.save(home / "models" / name, model.family, twin=model.twin)
     return home
+
+
+DONE = "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'"
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, wan_home: Path, model: str,
@@ -178,14 +181,14 @@ def _open(browser, url: str):
 
 
 def _wait_done(page) -> None:
-    from playwright import sync_api as playwright
 
     try:
-        page.wait_for_function(
+        until_true(
+            page,
             "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'",
-            timeout=60_000,
+            timeout=60,
         )
-    except playwright.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"the bar did not reach 100%; the page says: {page.inner_text('#status')!r}")
 
 
@@ -200,8 +203,8 @@ def test_the_page_makes_a_wan_video_from_the_model_s_preset(wan, browser, tmp_pa
     page.fill("#prompt", "waves roll onto the beach")
     page.click("#submit")
     _wait_done(page)
-    page.wait_for_function("document.querySelector('#video').readyState >= 2", timeout=30_000)
-    page.wait_for_function("document.querySelector('#video').currentTime > 0", timeout=30_000)
+    until_true(page, "document.querySelector('#video').readyState >= 2", timeout=30)
+    until_true(page, "document.querySelector('#video').currentTime > 0", timeout=30)
     assert "done in" in page.inner_text("#status") and "9 frames" in page.inner_text("#status")
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     job = _page_job(wan.url, page)
