@@ -18,7 +18,9 @@ def test_planner_refuses_what_cannot_fit_and_names_what_would():
         planner.check(job, profile, free=12 * GIB)
     message = str(error.value)
     assert "768x768, 24 frames" in message and "12.0 GiB is free" in message
+    assert "planned into 90% of it" in message  # the margin is said, not hidden
     assert error.value.fits, message
+    assert len(set(error.value.fits)) == len(error.value.fits), error.value.fits
     # every suggested setting really fits by the same model
     for label in error.value.fits:
         changes = dict(part.strip().split("=") for part in label.split(","))

@@ -28,6 +28,10 @@ def test_submit_stream_progress_and_fetch_the_mp4(server, tmp_path):
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     (tmp_path / "v.mp4").write_bytes(video.content)
     assert read_mp4(tmp_path / "v.mp4").shape == (5, 64, 64, 3)
+    # the server's console has a line as each job starts and as it ends
+    log = server.log.read_text()
+    assert f"job {job['id']} started on worker-0: 64x64, 5 frames, 4 steps" in log
+    assert f"job {job['id']} succeeded on worker-0 in " in log
     part = httpx.get(server.url + final["urls"]["video"], headers={"Range": "bytes=10-99"})
     assert part.status_code == 206 and len(part.content) == 90
     assert part.content == video.content[10:100]

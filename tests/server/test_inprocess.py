@@ -323,3 +323,16 @@ async def test_a_text_field_that_is_not_utf8_is_refused_not_stored_as_mojibake(c
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["settings"]["prompt"] == "un café au bord de l'eau — 水"
     await client.post(f"/v1/jobs/{accepted.json()['id']}/cancel")
+
+
+async def test_presets_on_a_cpu_warn_and_estimate_the_time(client):
+    job_id = (await _submit(client)).json()["id"]
+    deadline = time.monotonic() + 60
+    while (await client.get(f"/v1/jobs/{job_id}")).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        await anyio.sleep(0.05)
+    presets = {p["name"]: p for p in (await client.get("/v1/presets")).json()}
+    assert presets["preview"]["warning"] == "" or "min" in presets["preview"]["warning"]
+    assert "not meant for a CPU" in presets["entry"]["warning"]
+    # from this server's own jobs: a bigger preset is expected to take longer
+    assert 0 < presets["preview"]["seconds_estimate"] < presets["pro"]["seconds_estimate"]
