@@ -16,6 +16,7 @@ import json
 import logging
 import sqlite3
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +47,12 @@ from i2vkit.runtime.server.store import FINAL, Job
 
 FORM_OVERHEAD = 64 * 1024  # the form's other fields and multipart framing, beside the image
 LOGINS_PER_MINUTE = 5  # failed logins from one client before 429
+# pictures decoded at once: each may be 40 MP (120 MB as RGB) though its file is a few KB, so
+# a flood of small uploads must not decode in every pool thread at once
+DECODES = 2
+_decoding: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 log = logging.getLogger("i2vkit.server")
 
 
@@ -146,8 +153,11 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         """The page's sign-in: a session cookie (12 h, an HMAC, never the token itself);
         5 failures a minute from one client, then 429."""
         client = req.client.host if req.client else "?"
-        recent = failures.setdefault(client, deque(maxlen=LOGINS_PER_MINUTE))
         now = time.monotonic()
+        if len(failures) > 10_000:  # many clients: forget those idle for a minute
+            for idle in [c for c, d in failures.items() if not d or now - d[-1] > 60]:
+                del failures[idle]
+        recent = failures.setdefault(client, deque(maxlen=LOGINS_PER_MINUTE))
         if len(recent) == LOGINS_PER_MINUTE and now - recent[0] < 60:
             wait = int(60 - (now - recent[0])) + 1
             raise HTTPException(429, f"too many failed logins: try again in {wait} s",
@@ -244,7 +254,9 @@ async def accept(service: Service, s: request.Request, image: UploadFile) -> Job
     if len(data) > config.max_upload_bytes:
         raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
     service.plan(s)
-    png = await asyncio.to_thread(_first_frame, data, image.filename or "image", s)
+    decoding = _decoding.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(DECODES))
+    async with decoding:
+        png = await asyncio.to_thread(_first_frame, data, image.filename or "image", s)
     job = await asyncio.to_thread(service.store.submit, s.model_dump(), png, _retry_after(service))
     service.metrics.queue_depth.set(service.store.depth())
     return job
