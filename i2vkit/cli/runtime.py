@@ -129,7 +129,8 @@ def calibrate(
         "a worker per GPU of the cluster (needs i2vkit[cluster])",
         "parallel": "devices per job (Wan): a worker is a group of N processes (default 1)",
         "parallel-mode": "ulysses (context parallel; default) or cfg (the guidance branches, N=2)",
-        "retention-hours": "delete finished jobs' files after this long (default 24)",
+        "retention-hours": "delete finished jobs and their files after this long (default 24; "
+        "0: keep them)",
         "interrupted": "retry or fail jobs a crash interrupted (default: retry)",
         "max-upload-mb": "largest image upload accepted (default 20)",
         "memory": MEMORY_HELP,

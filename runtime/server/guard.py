@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
@@ -81,7 +82,8 @@ def _sign(token: str, expires: int) -> str:
 
 def _session_ok(token: str, value: str) -> bool:
     expires, _, mac = value.partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
+    # ASCII digits, at most 12 ("²" is a digit to isdigit(); 5000 nines is a ValueError)
+    if not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < time.time():
         return False
     return hmac.compare_digest(mac, _sign(token, int(expires)))
 
@@ -99,8 +101,14 @@ def token_ok(token: str, headers: dict[str, str]) -> bool:
     return COOKIE in cookie and _session_ok(token, cookie[COOKIE].value)
 
 
+HOST = re.compile(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
 def host_ok(host: str, allowed: tuple[str, ...]) -> bool:
-    """Host header (name[:port]) is loopback's name, an IP literal, or allowed by name."""
+    """Host header (name[:port]) is loopback's name, an IP literal, or allowed by name; no
+    userinfo, path or fragment tricks (`evil@127.0.0.1`, `127.0.0.1#.evil`)."""
+    if not HOST.fullmatch(host):
+        return False
     name = urlsplit(f"//{host}").hostname or ""
     if name in ("localhost", *allowed):
         return True
@@ -127,7 +135,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:  # the first of a repeated header, as Starlette
+            headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         secured = _secured(send)
         try:
             self.check(scope, headers)
@@ -139,20 +149,26 @@ class Guard:
                 await _answer(secured, Refused(405, "HEAD is not served on an event stream"))
                 return
             scope, secured = {**scope, "method": "GET"}, _headless(secured)
-        ended: list[Refused] = []
-        body = self._body(receive, headers, ended)
+        body = _Body(receive, headers, self.max_body)
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
-        async def quiet(message: Message) -> None:  # the app's own answer to a cut body is ours
-            if not ended:
-                await secured(message)
+        async def quiet(message: Message) -> None:
+            if body.ended:  # the app's own answer to a cut body is ours
+                return
+            if message["type"] == "http.response.start" and has_body and not body.done:
+                # answered without reading its body (a 404, a route that takes none): the
+                # connection ends with this answer, or the client could trickle it forever
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}  # fmt: skip
+            await secured(message)
 
         try:
             await self.app(scope, body, quiet)
         except Exception:
-            if not ended:
+            if not body.ended:
                 raise
-        if ended:
-            await _answer(secured, ended[0])
+        if body.ended:
+            await _answer(secured, body.ended)
 
     def check(self, scope: Scope, headers: dict[str, str]) -> None:
         """Refused when the Host, the Origin or the token is not right, or the body is known
@@ -164,48 +180,52 @@ class Guard:
                           "use http://127.0.0.1:PORT, or serve with --allow-host NAME")  # fmt: skip
         if scope["method"] not in SAFE:
             origin = headers.get("origin")
-            if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+            ours = (headers.get("host"), *self.allowed_hosts)  # a proxy may rewrite Host
+            source = urlsplit(origin or "")
+            if origin is not None and source.netloc not in ours and source.hostname not in ours:
                 raise Refused(403, f"a request from another origin ({origin[:80]}) is refused")
             if headers.get("sec-fetch-site") == "cross-site":
                 raise Refused(403, "a cross-site request is refused")
         if self.token and protected(scope["path"]) and not token_ok(self.token, headers):
             raise Refused(401, "an API token is required", {"WWW-Authenticate": "Bearer"})
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
+        if re.fullmatch(r"[0-9]{1,18}", length) and int(length) > self.max_body:
             raise Refused(413, f"the request body is over {self.max_body // 2**20} MiB")
 
-    def _body(self, receive: Receive, headers: dict[str, str], ended: list[Refused]) -> Receive:
-        """`receive`, counting the body and timing it: over the cap or stalled, the app's
-        receive() raises and the request is answered 413 or 408."""
-        seen, start, done = 0, time.monotonic(), False
-        text = _TextFields.for_headers(headers)
 
-        async def body() -> Message:
-            nonlocal seen, done
-            if done:  # after the body: only a disconnect is left to wait for, untimed
-                return await receive()
-            left = BODY_SECONDS - (time.monotonic() - start)
-            try:
-                message = await asyncio.wait_for(receive(), min(BODY_IDLE_SECONDS, max(left, 0)))
-            except TimeoutError:
-                ended.append(Refused(408, "the request body stalled: send it faster or smaller"))
-                raise _BodyEnded from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                done = not message.get("more_body", False)
-                if text is not None and (bad := text.feed(message.get("body", b""))):
-                    ended.append(Refused(422, f"the form field {bad!r} is not UTF-8 text: "
-                                              "send it UTF-8 encoded"))  # fmt: skip
-                    raise _BodyEnded
-                if seen > self.max_body:
-                    ended.append(Refused(413, f"the request body is over "
-                                              f"{self.max_body // 2**20} MiB"))  # fmt: skip
-                    raise _BodyEnded
-            else:
-                done = True
+class _Body:
+    """The app's receive(), counting the body and timing it: over the cap or stalled, it
+    raises and the request is answered 413 or 408 (`ended`); `done` once the body has ended."""
+
+    def __init__(self, receive: Receive, headers: dict[str, str], cap: int) -> None:
+        self.receive, self.cap = receive, cap
+        self.seen, self.start, self.done = 0, time.monotonic(), False
+        self.ended: Refused | None = None
+        self.text = _TextFields.for_headers(headers)
+
+    async def __call__(self) -> Message:
+        if self.done:  # after the body: only a disconnect is left to wait for, untimed
+            return await self.receive()
+        left = BODY_SECONDS - (time.monotonic() - self.start)
+        try:
+            message = await asyncio.wait_for(self.receive(), min(BODY_IDLE_SECONDS, max(left, 0)))
+        except TimeoutError:
+            self.ended = Refused(408, "the request body stalled: send it faster or smaller")
+            raise _BodyEnded from None
+        if message["type"] != "http.request":
+            self.done = True
             return message
-
-        return body
+        chunk = message.get("body", b"")
+        self.seen += len(chunk)
+        self.done = not message.get("more_body", False)
+        if self.seen > self.cap:
+            self.ended = Refused(413, f"the request body is over {self.cap // 2**20} MiB")
+            raise _BodyEnded
+        if self.text is not None and (bad := self.text.feed(chunk)):
+            self.ended = Refused(422, f"the form field {bad!r} is not UTF-8 text: send it "
+                                      "UTF-8 encoded")  # fmt: skip
+            raise _BodyEnded
+        return message
 
 
 class _TextFields:

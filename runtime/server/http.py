@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import sqlite3
+import threading
 import time
 import weakref
 from collections import deque
@@ -32,6 +33,7 @@ from pydantic import ConfigDict, Field
 from i2vkit import catalogue, request
 from i2vkit.errors import (
     I2VKitError,
+    JobNotFoundError,
     NotReadyError,
     QueueFullError,
     RequestError,
@@ -133,6 +135,7 @@ def _error(
 def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
     auth: list[Any] = []  # the token is checked by guard.py, before any body is read
     failures: dict[str, deque[float]] = {}  # failed logins per client, for the rate limit
+    failures_lock = threading.Lock()  # login is a sync route: it runs in pool threads
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -154,10 +157,11 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         5 failures a minute from one client, then 429."""
         client = req.client.host if req.client else "?"
         now = time.monotonic()
-        if len(failures) > 10_000:  # many clients: forget those idle for a minute
-            for idle in [c for c, d in failures.items() if not d or now - d[-1] > 60]:
-                del failures[idle]
-        recent = failures.setdefault(client, deque(maxlen=LOGINS_PER_MINUTE))
+        with failures_lock:
+            if len(failures) > 10_000:  # many clients: forget those idle for a minute
+                for idle in [c for c, d in failures.items() if not d or now - d[-1] > 60]:
+                    del failures[idle]
+            recent = failures.setdefault(client, deque(maxlen=LOGINS_PER_MINUTE))
         if len(recent) == LOGINS_PER_MINUTE and now - recent[0] < 60:
             wait = int(60 - (now - recent[0])) + 1
             raise HTTPException(429, f"too many failed logins: try again in {wait} s",
@@ -254,6 +258,8 @@ async def accept(service: Service, s: request.Request, image: UploadFile) -> Job
     if len(data) > config.max_upload_bytes:
         raise HTTPException(413, f"image is over {config.max_upload_bytes // 2**20} MiB")
     service.plan(s)
+    if service.store.depth() >= config.queue_size:  # before the costly decode, not after
+        raise QueueFullError(config.queue_size, _retry_after(service))
     decoding = _decoding.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(DECODES))
     async with decoding:
         png = await asyncio.to_thread(_first_frame, data, image.filename or "image", s)
@@ -284,8 +290,12 @@ def _retry_after(service: Service) -> int:
         if eta is not None:
             ends.append(eta)
         elif job_id:
-            started = service.store.get(job_id).started or now
-            ends.append(mean - (now - started))
+            try:
+                started = service.store.get(job_id).started or now
+            except JobNotFoundError:  # it ended (and was deleted) meanwhile
+                continue
+            # past its expected end: a quarter of a job more, not "retry in 1 s" forever
+            ends.append(max(mean - (now - started), mean / 4))
     return max(1, int(min(ends) + 0.999) if ends else int(mean + 0.999))
 
 

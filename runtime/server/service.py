@@ -76,9 +76,14 @@ class ServeConfig:
         if self.cluster and self.devices:
             raise ConfigError("--cluster and --device exclude each other: on a cluster each "
                               "worker takes the GPU Ray gives it")  # fmt: skip
-        if self.token is not None and (not self.token.strip() or self.token != self.token.strip()):
-            raise ConfigError("the API token is blank or has spaces around it: give one "
-                              "of visible characters (e.g. `openssl rand -hex 16`)")  # fmt: skip
+        if self.token is not None and not (
+            self.token.isascii()
+            and self.token.isprintable()
+            and self.token.strip() == self.token != ""
+        ):
+            raise ConfigError("the API token is blank, has spaces around it or characters "
+                              "beyond ASCII: give one of visible ASCII characters (e.g. "
+                              "`openssl rand -hex 16`)")  # fmt: skip
         if self.interrupted not in ("retry", "fail"):
             raise ConfigError(f"--interrupted {self.interrupted!r} is unknown; known: retry, fail")
         checks = (("--port", self.port, 1, 65535), ("--queue-size", self.queue_size, 1, 10_000),
@@ -161,7 +166,7 @@ class Service:
         requeued = store.recover(config.interrupted, config.max_attempts)
         if requeued:
             log.warning("recovered %d job(s) a restart interrupted: %s", len(requeued), requeued)
-        swept = store.sweep(config.retention_hours * 3600)
+        swept = store.sweep(config.retention_hours * 3600) if config.retention_hours else 0
         if swept:
             log.info("removed %d job(s) older than %g h", swept, config.retention_hours)
         service = cls(config, store)
@@ -236,6 +241,8 @@ class Service:
         """Retention while the server runs, not only at start: every half retention period
         (1 s to 1 h), finished jobs older than --retention-hours are deleted."""
         seconds = self.config.retention_hours * 3600
+        if not seconds:  # --retention-hours 0: keep every job
+            return
         while not self.stopping.wait(min(max(seconds / 2, 1.0), 3600.0)):
             try:
                 swept = self.store.sweep(seconds)

@@ -124,7 +124,7 @@ def routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
             raise HTTPException(404, f"model {form.model!r} is not served here; this server "
                                 f"serves {served!r}: give that or leave model out")  # fmt: skip
         job = await http.accept(service, _settings(form, config), image)
-        return _video(http._view(service, job))
+        return _video(http._view(service, job), config.retention_hours)
 
     @router.get("")
     def videos(after: str | None = None, limit: int = 20, order: str = "desc") -> dict[str, Any]:
@@ -141,14 +141,14 @@ def routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
             if after not in ids:
                 raise JobNotFoundError(after)
             jobs = jobs[ids.index(after) + 1 :]
-        data = [_video(http._view(service, job)) for job in jobs[:limit]]
+        data = [_video(http._view(service, job), config.retention_hours) for job in jobs[:limit]]
         return {"object": "list", "data": data, "has_more": len(jobs) > limit,
                 "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None}  # fmt: skip
 
     @router.get("/{video_id}")
     def retrieve(video_id: str) -> dict[str, Any]:
-        return _video(http._view(service, store.get(video_id)))
+        return _video(http._view(service, store.get(video_id)), config.retention_hours)
 
     @router.delete("/{video_id}")
     def delete(video_id: str) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def _frames(seconds: str, model: catalogue.Model, fps: int) -> int:
     return min(most, max(1, round((value * fps - 1) / step))) * step + 1
 
 
-def _video(view: dict[str, Any]) -> dict[str, Any]:
+def _video(view: dict[str, Any], retention_hours: float) -> dict[str, Any]:
     """A job's view (http._view) as OpenAI's Video object."""
     s, status = view["settings"], STATUS[view["status"]]
     video: dict[str, Any] = {
@@ -249,7 +249,7 @@ def _video(view: dict[str, Any]) -> dict[str, Any]:
         "progress": _progress(status, view.get("progress")),
         "created_at": int(view["created"]),
         "completed_at": int(view["finished"]) if view["finished"] else None,
-        "expires_at": None,  # finished jobs are removed after --retention-hours, at a start
+        "expires_at": _expires(view, retention_hours),
         "prompt": s.get("prompt", ""),
         "seconds": f"{round(s['frames'] / s['fps'], 3):g}",
         "size": f"{s['width']}x{s['height']}",
@@ -260,6 +260,11 @@ def _video(view: dict[str, Any]) -> dict[str, Any]:
         video["error"] = {"code": view["cause"] or view["status"],
                           "message": view["error"] or view["status"]}  # fmt: skip
     return video
+
+
+def _expires(view: dict[str, Any], hours: float) -> int | None:
+    """When --retention-hours removes the finished video (None: kept, or not finished)."""
+    return int(view["finished"] + hours * 3600) if view["finished"] and hours else None
 
 
 def _progress(status: str, progress: dict[str, Any] | None) -> int:

@@ -10,6 +10,7 @@ the `--interrupted` policy, the worker is started again, and health reports each
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -213,7 +214,7 @@ class Slot(threading.Thread):
                 error, cause = outcome.get("error"), outcome.get("cause")
                 self.store.finish(job.id, outcome["status"], result=outcome.get("result"),
                                   error=error, cause=cause)  # fmt: skip
-            except Exception as failure:
+            except (OSError, sqlite3.Error) as failure:  # the disk, not the record: wait
                 self.state, self.reason = "blocked", f"cannot record job {job.id}: {failure}"
                 log.error("%s: %s; trying again in %.0f s", self.name, self.reason, wait)
                 if self.stopping.wait(wait):

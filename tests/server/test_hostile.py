@@ -36,6 +36,18 @@ def test_half_sent_requests_are_closed_by_the_server(server):
     finally:
         for sock in socks:
             sock.close()
+    # a body the route never reads cannot keep the connection: it ends with the answer
+    unread = [_raw(server.url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Content-Length: 1000000\r\n\r\nx") for _ in range(5)]  # fmt: skip
+    try:
+        for sock in unread:
+            answer = b""
+            while chunk := sock.recv(4096):  # until the server closes it
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer
+    finally:
+        for sock in unread:
+            sock.close()
 
 
 def test_fifty_event_streams_do_not_hold_up_other_requests(server):

@@ -336,3 +336,24 @@ async def test_presets_on_a_cpu_warn_and_estimate_the_time(client):
     assert "not meant for a CPU" in presets["entry"]["warning"]
     # from this server's own jobs: a bigger preset is expected to take longer
     assert 0 < presets["preview"]["seconds_estimate"] < presets["pro"]["seconds_estimate"]
+
+
+async def test_forged_session_cookies_are_401_not_500(client):
+    for forged in ("9" * 5000 + ".x", "\u00b2.x", ".", "1.", "abc"):
+        cookie = {"Cookie": f"i2vkit_session={forged}".encode()}  # bytes: "²" as UTF-8
+        response = await client.get("/v1/info", headers={"Authorization": "", **cookie})
+        assert response.status_code == 401, forged
+
+
+async def test_hosts_with_tricks_are_refused_and_a_proxy_s_origin_is_allowed(service):
+    open_app = _app(service, token=None)
+    for host in ("evil.example@127.0.0.1", "127.0.0.1#.evil.example", "127.0.0.1:abc"):
+        async with httpx.AsyncClient(transport=open_app, base_url="http://127.0.0.1") as c:
+            assert (await c.get("/v1/jobs", headers={"Host": host})).status_code == 403, host
+    # behind a proxy that rewrites Host, the page's origin is the proxy's (--allow-host)
+    proxied = _app(service, allowed_hosts=("videos.example",))
+    async with httpx.AsyncClient(transport=proxied, base_url="http://127.0.0.1:7860",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as c:  # fmt: skip
+        response = await _submit_with(c, {"Origin": "https://videos.example"})
+        assert response.status_code == 202, response.text
+        await c.post(f"/v1/jobs/{response.json()['id']}/cancel")

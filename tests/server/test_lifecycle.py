@@ -106,6 +106,9 @@ def test_binding_beyond_loopback_needs_a_token(start_server, fresh_home):
     blank = run_invoke("serve", "--model", "demo", "--port", "1", "--token", " ",
                        env={"I2VKIT_HOME": str(fresh_home)})  # fmt: skip
     assert blank.returncode == 2 and "blank" in blank.stderr
+    wide = run_invoke("serve", "--model", "demo", "--port", "1", "--token", "jeton-privé",
+                      env={"I2VKIT_HOME": str(fresh_home)})  # fmt: skip
+    assert wide.returncode == 2 and "ASCII" in wide.stderr  # a Bearer header could not carry it
 
 
 def test_a_model_that_fails_to_load_exits_non_zero_with_the_reason(start_server, fresh_home):
