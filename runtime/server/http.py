@@ -202,7 +202,9 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         overrides = form.model_dump(exclude={"preset"}, exclude_none=True)
         s = request.make(config.model, form.preset, **overrides)
         job = await accept(service, s, image)
-        return _view(service, job)
+        view = _view(service, job)
+        view["warnings"] = _slow(service, s)
+        return view
 
     @app.get("/v1/jobs", dependencies=auth)
     def recent(limit: int = 20) -> list[dict[str, Any]]:
@@ -418,6 +420,24 @@ def _presets(service: Service, config: ServeConfig) -> list[dict[str, Any]]:
         entry["default"] = p.name == config.preset
         out.append(entry)
     return out
+
+
+def _slow(service: Service, s: request.Request) -> list[str]:
+    """What a client should know before it waits: a job far past the CPU's size (the README's
+    `preset=entry` curl took 19 min on 2 cores), or one expected to take minutes here."""
+    facts, warnings = service.facts(), []
+    preview = request.make(s.model, "preview")
+    if facts and facts.device == "cpu" and _units(s) > _units(preview):
+        warnings.append(f"this job runs on a CPU, where only jobs the size of preview "
+                        f"({preview.height}x{preview.width}, {preview.frames} frames, "
+                        f"{preview.steps} steps) are practical")  # fmt: skip
+    rate = _seconds_per_unit(service)
+    if rate and rate * _units(s) > 120:
+        warnings.append(f"expected to take about {rate * _units(s) / 60:.0f} min here")
+    for warning in warnings:
+        log.warning("job for %dx%d, %d frames, %d steps: %s", s.height, s.width, s.frames,
+                    s.steps, warning)  # fmt: skip
+    return warnings
 
 
 def _units(s: request.Request) -> int:

@@ -336,6 +336,12 @@ async def test_presets_on_a_cpu_warn_and_estimate_the_time(client):
     assert "not meant for a CPU" in presets["entry"]["warning"]
     # from this server's own jobs: a bigger preset is expected to take longer
     assert 0 < presets["preview"]["seconds_estimate"] < presets["pro"]["seconds_estimate"]
+    # and a client that sends a big job hears it at once, not after minutes
+    big = await _submit(client, height="512", width="512", frames="16", steps="50")
+    assert big.status_code == 202, big.text
+    assert any("runs on a CPU" in w for w in big.json()["warnings"]), big.json()["warnings"]
+    await client.post(f"/v1/jobs/{big.json()['id']}/cancel")
+    assert (await _submit(client)).json()["warnings"] == []
 
 
 async def test_forged_session_cookies_are_401_not_500(client):
