@@ -41,6 +41,7 @@ COOKIE = "i2vkit_session"
 SESSION_SECONDS = 12 * 3600
 BODY_IDLE_SECONDS = 20.0  # a body that sends nothing for this long is a stalled client: 408
 BODY_SECONDS = 300.0  # nor may a body take longer than this in all (20 MiB at ~70 KB/s)
+DRAIN_BYTES = 1024 * 1024  # read before answering early, so the answer is not lost to a reset
 SAFE = ("GET", "HEAD", "OPTIONS")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -142,6 +143,8 @@ class Guard:
         try:
             self.check(scope, headers)
         except Refused as refused:
+            if refused.status != 413:  # a little of it first, so the client gets the answer
+                await _Body(receive, {}, self.max_body).drain()
             await _answer(secured, refused)
             return
         if scope["method"] == "HEAD":  # as GET without its body (FastAPI routes GET only)
@@ -153,13 +156,20 @@ class Guard:
         has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
         async def quiet(message: Message) -> None:
-            if body.ended:  # the app's own answer to a cut body is ours
+            # the app's own answer to a cut body is ours; to a client that is gone (or that
+            # uvicorn already answered 400 for a malformed chunk), nobody's: sending it raised
+            # h11's LocalProtocolError, twice logged
+            if body.ended or body.gone:
                 return
             if message["type"] == "http.response.start" and has_body and not body.done:
-                # answered without reading its body (a 404, a route that takes none): the
-                # connection ends with this answer, or the client could trickle it forever
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"connection", b"close")]}  # fmt: skip
+                # answered before its body was read (a refusal, a 404): read a little of it
+                # first (closing on unread bytes resets the connection, and the client loses
+                # the answer), then, if it is still not over, the connection ends with this
+                # answer, or the client could trickle the body forever
+                await body.drain()
+                if not body.done:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"connection", b"close")]}  # fmt: skip
             await secured(message)
 
         try:
@@ -201,7 +211,20 @@ class _Body:
         self.receive, self.cap = receive, cap
         self.seen, self.start, self.done = 0, time.monotonic(), False
         self.ended: Refused | None = None
+        self.gone = False  # the client left (or the connection broke)
         self.text = _TextFields.for_headers(headers)
+
+    async def drain(self, most: int = DRAIN_BYTES, seconds: float = 2.0) -> None:
+        """Read and drop up to `most` bytes of what is left of the body, for `seconds`."""
+        deadline, dropped = time.monotonic() + seconds, 0
+        while not self.done and dropped < most and time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(self.receive(), deadline - time.monotonic())
+            except TimeoutError:
+                return
+            dropped += len(message.get("body", b""))
+            self.done = message["type"] != "http.request" or not message.get("more_body")
+            self.gone = message["type"] == "http.disconnect"
 
     async def __call__(self) -> Message:
         if self.done:  # after the body: only a disconnect is left to wait for, untimed
@@ -213,7 +236,7 @@ class _Body:
             self.ended = Refused(408, "the request body stalled: send it faster or smaller")
             raise _BodyEnded from None
         if message["type"] != "http.request":
-            self.done = True
+            self.done, self.gone = True, message["type"] == "http.disconnect"
             return message
         chunk = message.get("body", b"")
         self.seen += len(chunk)

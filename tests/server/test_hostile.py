@@ -48,6 +48,14 @@ def test_half_sent_requests_are_closed_by_the_server(server):
     finally:
         for sock in unread:
             sock.close()
+    # a malformed chunk: uvicorn answers 400 itself; the app's late answer must not be sent
+    # (it raised h11's LocalProtocolError: two tracebacks a request in the log)
+    bad = _raw(server.url, b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")  # fmt: skip
+    assert bad.recv(4096).startswith(b"HTTP/1.1 400")
+    bad.close()
+    time.sleep(1)
+    assert "Traceback" not in server.log.read_text()
 
 
 def test_fifty_event_streams_do_not_hold_up_other_requests(server):
