@@ -51,7 +51,8 @@ class Server:
         (Python ignores SIGXFSZ), as they would with ENOSPC, with no mount or privilege."""
         import resource
 
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_limit, self.file_limit))
+        limit = self.file_limit or resource.RLIM_INFINITY
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
