@@ -139,3 +139,14 @@ def conda_lockfile(tmp_path_factory: pytest.TempPathFactory, conda_channel: Path
         rules=[(CANONICAL_CF, conda_channel.as_uri())],
         cache_dir=folder / "repodata-cache",
     )
+
+
+@pytest.fixture(scope="session")
+def captive() -> Any:
+    """Answers every path, GET or HEAD, with 200 and a login page (a captive portal): the
+    mirrors' and setup's failover tests both use it."""
+    from tests.helpers.mirrors import CaptivePortal
+
+    server = CaptivePortal()
+    yield server
+    server.stop()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.config import invoke_config
-from tests.helpers.mirrors import CaptivePortal
 from tests.helpers.servers import PypiServer, StaticServer, make_wheel
 
 
@@ -41,14 +40,6 @@ def small_sources(tmp_path_factory: pytest.TempPathFactory):
     yield {"pypi": pypi, "torch": page, "locks": locks, "root": root}
     pypi.stop()
     page.stop()
-
-
-@pytest.fixture(scope="session")
-def captive() -> CaptivePortal:
-    """Answers every path, GET or HEAD, with 200 and a login page (a captive portal)."""
-    server = CaptivePortal()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from i2vkit.mirrors.catalogue import Catalogue
-from tests.helpers.mirrors import SLOW_S, VARIANT, CaptivePortal, catalogue_for
+from tests.helpers.mirrors import SLOW_S, VARIANT, catalogue_for
 from tests.helpers.servers import (
     DelayProxy,
     PypiServer,
@@ -87,14 +87,6 @@ def stand_ins(tmp_path_factory, wheels, torch_page, portal):
         s.stop()
     for server in servers.values():
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def captive() -> CaptivePortal:
-    """Answers every path, GET or HEAD, with 200 and a login page (a captive portal)."""
-    server = CaptivePortal()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
