@@ -9,11 +9,15 @@ filesystem, which "beside the target" guarantees.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# a write failed for want of room: a full disk, a quota, a file-size limit (RLIMIT_FSIZE)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @contextlib.contextmanager

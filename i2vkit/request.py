@@ -84,7 +84,7 @@ def sentence(error: ErrorDetails) -> str:
     """One of pydantic's complaints as i2vkit says it: the value, then what would do."""
     name = str(error["loc"][-1]) if error.get("loc") else "request"
     raw, ctx, kind = error.get("input"), error.get("ctx") or {}, error.get("type", "")
-    value = _short(raw)
+    value = short(raw)
     if kind == "multiple_of":
         k = int(ctx["multiple_of"])
         low = int(bounds().get(name, (k, k))[0])
@@ -109,7 +109,7 @@ def sentence(error: ErrorDetails) -> str:
     return f"{name}: {error.get('msg', 'invalid')}"
 
 
-def _short(value: object, limit: int = 40) -> object:
+def short(value: object, limit: int = 40) -> object:
     """A value as an error may echo it: a long string cut (a 1 MB prompt is not sent back)."""
     if isinstance(value, str) and len(value) > limit:
         return f"{value[:limit]}... ({len(value)} characters)"

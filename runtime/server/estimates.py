@@ -17,10 +17,10 @@ from i2vkit.runtime.server.store import Job
 log = logging.getLogger("i2vkit.server")
 
 
-def retry_after(service: Service) -> int:
+def retry_after(service: Service, mean: float | None = None) -> int:
     """Seconds until the queue has room: when the first running job should end (its ETA, or
-    the recent mean duration less what it ran), not the time to drain the whole queue."""
-    mean = mean_seconds(service) or 10.0
+    the recent `mean` duration less what it ran), not the time to drain the whole queue."""
+    mean = mean or mean_seconds(service) or 10.0
     now, ends = time.time(), []
     for slot in service.slots:
         job_id = slot.current
@@ -48,7 +48,7 @@ def place(service: Service, job: Job) -> dict[str, Any]:
     wait = None
     if mean is not None:
         rounds = (ahead - able) // able
-        wait = 0.0 if ahead < able else round(retry_after(service) + mean * rounds, 1)
+        wait = 0.0 if ahead < able else round(retry_after(service, mean) + mean * rounds, 1)
     return {"position": ahead + 1, "wait_seconds": wait}
 
 

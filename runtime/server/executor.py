@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i2vkit import request
+from i2vkit import files, request
 from i2vkit.errors import (
     CancelledError,
     ConfigError,
@@ -41,7 +41,7 @@ CAUSES: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 # a full disk, a quota, a file-size limit, a read-only folder: the job fails as `storage`
-STORAGE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
+STORAGE = (*files.DISK_FULL, errno.EROFS, errno.EACCES)
 Outcome = dict[str, Any]  # {"status": "succeeded", "result": {...}} | cancelled | failed
 
 

@@ -9,7 +9,6 @@ planner. Accepted jobs are persisted before the 202. Image work runs off the eve
 # annotations, and the job form is a local of `_routes`.
 import asyncio
 import contextlib
-import errno
 import hmac
 import io
 import json
@@ -30,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict, Field
 
-from i2vkit import request
+from i2vkit import files, request
 from i2vkit.errors import (
     I2VKitError,
     NotReadyError,
@@ -80,7 +79,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     async def invalid(_req: Request, error: RequestValidationError) -> JSONResponse:
         # the same sentences as the CLI's, not pydantic's: the value, then what would do
         problems = [request.sentence(e) for e in error.errors()]
-        details = [{**e, "input": request._short(e.get("input"))} for e in error.errors()]
+        details = [{**e, "input": request.short(e.get("input"))} for e in error.errors()]
         return _error(422, "; ".join(problems), errors=jsonable_encoder(details))
 
     @app.exception_handler(OSError)
@@ -99,13 +98,10 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     return app
 
 
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
 def _storage_error(error: Exception, config: ServeConfig) -> JSONResponse:
     """The job store could not write: a full disk (507, the folder named) or another error of
     the filesystem or SQLite (500), as JSON."""
-    full = (isinstance(error, OSError) and error.errno in FULL) or "full" in str(error)
+    full = (isinstance(error, OSError) and error.errno in files.DISK_FULL) or "full" in str(error)
     log.error("the job store failed: %s", error)
     if full:
         return _error(507, f"no space left to store the job in {config.folder}: free disk "
@@ -131,7 +127,7 @@ def _error(
 
 
 def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
-    auth: list[Any] = []  # the token is checked by guard.py, before any body is read
+    # no auth dependency: guard.py checks the token for /v1/ and /metrics before the body
     failures: dict[str, deque[float]] = {}  # failed logins per client, for the rate limit
     failures_lock = threading.Lock()  # login is a sync route: it runs in pool threads
 
@@ -172,11 +168,11 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
                             samesite="strict", max_age=guard.SESSION_SECONDS)  # fmt: skip
         return response
 
-    @app.get("/v1/info", dependencies=auth)
+    @app.get("/v1/info")
     def info() -> dict[str, Any]:
         return service.info()
 
-    @app.get("/v1/presets", dependencies=auth)
+    @app.get("/v1/presets")
     def presets() -> list[dict[str, Any]]:
         return estimates.presets(service, config)
 
@@ -187,7 +183,7 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         model_config = ConfigDict(extra="ignore", frozen=True)  # the image is its own part
         preset: str = Field(config.preset, max_length=32)
 
-    @app.post("/v1/jobs", status_code=202, dependencies=auth)
+    @app.post("/v1/jobs", status_code=202)
     async def submit(
         req: Request,
         image: Annotated[UploadFile, File(description="the first frame: PNG, JPEG, WebP, ...")],
@@ -204,17 +200,17 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
         view["warnings"] = estimates.slow(service, s)
         return view
 
-    @app.get("/v1/jobs", dependencies=auth)
+    @app.get("/v1/jobs")
     def recent(limit: int = 20) -> list[dict[str, Any]]:
         if not 1 <= limit <= 200:
             raise RequestError(f"limit={limit} is out of range; allowed: 1 to 200")
         return [_view(service, job) for job in service.store.recent(limit)]
 
-    @app.get("/v1/jobs/{job_id}", dependencies=auth)
+    @app.get("/v1/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:
         return _view(service, service.store.get(job_id))
 
-    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, dependencies=auth)
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202)
     def cancel(job_id: str) -> dict[str, Any]:
         """Cancel a queued job now, a running one at its next denoising step; 409 when it
         has already ended."""
@@ -223,14 +219,14 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
             raise HTTPException(409, f"job {job_id} has already ended: it {job.status}")
         return _view(service, service.store.cancel(job_id))
 
-    @app.get("/v1/jobs/{job_id}/events", dependencies=auth)
+    @app.get("/v1/jobs/{job_id}/events")
     async def events(job_id: str) -> StreamingResponse:
         """Server-sent events: `progress` while the job is queued or runs, then `done`."""
         service.store.get(job_id)  # 404 before the stream starts
         return StreamingResponse(_stream(service, job_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})  # fmt: skip
 
-    @app.get("/v1/jobs/{job_id}/video", dependencies=auth, response_class=FileResponse)
+    @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse)
     def video(job_id: str) -> FileResponse:
         """The mp4 of a succeeded job; HTTP range requests work (a browser can seek)."""
         job = service.store.get(job_id)
@@ -239,7 +235,7 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
             raise HTTPException(404, f"no video: the job is {job.status}")
         return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
-    @app.get("/metrics", dependencies=auth, include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         _device_memory(service)
         service.metrics.queue_depth.set(service.store.depth())
