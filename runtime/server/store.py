@@ -329,9 +329,9 @@ class JobStore:
         return len(rows)
 
     def delete(self, job_id: str) -> Job:
-        """Remove a job (row, input, output); a queued or running one is cancelled first, and
-        only a finished one is removed (a running job goes when its worker stops it). The job
-        as it was; JobNotFoundError when there is none."""
+        """Remove a job (row, input, output) once it has ended; a queued one is cancelled and
+        removed, a running one only cancelled (it stops at its next step: delete it again
+        then). The job as it was; JobNotFoundError when there is none."""
         job = self.cancel(job_id)
         with self._lock:
             job = self.get(job_id)
