@@ -176,10 +176,14 @@ def test_random_seeds_the_live_job_list_reuse_and_the_api_snippets(server, tab):
     row = page.locator("#jobs li", has_text="from the API")
     row.wait_for(timeout=10_000)
     row.locator(".succeeded").wait_for(timeout=60_000)  # its status updates in place too
-    sizes = page.eval_on_selector_all(
-        "#jobs li img.thumb", "els => els.map(e => [e.complete, e.naturalWidth])"
+    # every thumbnail loads (the newest may still be on its way when the row turns green)
+    loaded = until_true(
+        page,
+        "(() => { const s = [...document.querySelectorAll('#jobs li img.thumb')]"
+        ".map(e => e.complete && e.naturalWidth > 0);"
+        " return s.length >= 3 && s.every(Boolean); })()",
     )
-    assert len(sizes) >= 3 and all(done and width > 0 for done, width in sizes), sizes
+    assert loaded
     thumb = httpx.get(f"{server.url}/v1/jobs/{other['id']}/input")
     assert thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 320
