@@ -54,7 +54,7 @@ class Server:
         limit = self.file_limit or resource.RLIM_INFINITY
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:  # two workers or Ray, on 2 busy cores
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:

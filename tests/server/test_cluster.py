@@ -71,10 +71,19 @@ def served(cluster, tmp_path: Path, demo_home: Path) -> Iterator[Server]:
         server.stop()
 
 
+def _both_ready(served: Server) -> list[dict]:
+    """A cluster's server is READY once one actor loaded; the tests want both placed."""
+
+    def both() -> list[dict] | None:
+        ws = workers(served.url)
+        return ws if len(ws) == 2 and all(w["state"] == "ready" for w in ws) else None
+
+    return until(both, "both actors loaded", timeout=180)
+
+
 def test_jobs_spread_over_the_nodes_and_progress_streams_back(served):
-    ready = until(lambda: [w for w in workers(served.url) if w["state"] == "ready"] or None,
-                  "ready workers", timeout=60)  # fmt: skip
-    assert len({w["node_id"] for w in workers(served.url)}) == 2, ready
+    ready = _both_ready(served)
+    assert len({w["node_id"] for w in ready}) == 2, ready
     ids = [submit(served.url, steps="12", seed=str(i)).json()["id"] for i in range(4)]
     jobs = [wait(served.url, i, timeout=240) for i in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 4, jobs
@@ -100,7 +109,7 @@ def test_cancel_reaches_the_actor_mid_job(served):
 def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_are_used(
     cluster, served
 ):
-    old_nodes = {w["node_id"] for w in workers(served.url)}
+    old_nodes = {w["node_id"] for w in _both_ready(served)}
     job_id = submit(served.url, steps="60", seed="7").json()["id"]
     running(served.url, job_id)
     worker = next(w for w in workers(served.url) if w["job"] == job_id)
@@ -124,7 +133,8 @@ def test_a_node_that_leaves_mid_job_has_its_job_finished_elsewhere_and_new_gpus_
             return next((w for w in ready if w["node_id"] not in old_nodes), None)
 
         new = until(on_new_node, "a worker on the joined node", timeout=120)
-        ids = [submit(served.url, seed=str(i)).json()["id"] for i in range(4)]
+        # long enough that each submit finds the other worker still busy: both run jobs
+        ids = [submit(served.url, steps="20", seed=str(i)).json()["id"] for i in range(4)]
         done = [wait(served.url, i, timeout=240) for i in ids]
         assert {j["result"]["worker"]["node_id"] for j in done} >= {new["node_id"]}
         assert joined.poll() is None

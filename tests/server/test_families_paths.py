@@ -127,7 +127,9 @@ def test_cancelling_a_running_job_stops_it_at_the_next_step(served):
                 break
     final = wait(server.url, job["id"])
     assert final["status"] == "cancelled" and final["error"] == "cancelled while running"
-    assert cancelled_at is not None and steps[-1] <= cancelled_at + 1 < total, steps
+    # the step the cancel saw may lag the worker's by one (its progress still in the pipe):
+    # the worker stops at the next step's end
+    assert cancelled_at is not None and steps[-1] <= cancelled_at + 2 < total, steps
     assert httpx.get(f"{server.url}/v1/jobs/{job['id']}/video").status_code == 404
     assert wait(server.url, _submit(model, server.url).json()["id"])["status"] == "succeeded"
 
@@ -143,7 +145,7 @@ def test_the_page_makes_a_video_from_the_model_s_preset(served, browser, tmp_pat
     page.fill("#prompt", "waves roll onto the beach")
     page.click("#submit")
     until_true(
-        page, "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'", timeout=90
+        page, "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'", timeout=180
     )
     until_true(page, "document.querySelector('#download').getAttribute('href')", timeout=60)
     job_id = page.get_attribute("#download", "href").split("/")[-2]

@@ -59,9 +59,8 @@ def test_half_sent_requests_are_closed_by_the_server(server):
 
 
 def test_fifty_event_streams_do_not_hold_up_other_requests(server):
-    long = submit(server.url, steps="150", frames="16").json()[
-        "id"
-    ]  # runs while the streams listen
+    # runs while the streams listen (cancelled at the end)
+    long = submit(server.url, steps="150", frames="32").json()["id"]
     request = f"GET /v1/jobs/{long}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     streams = [_raw(server.url, request) for _ in range(50)]
     try:
@@ -74,7 +73,7 @@ def test_fifty_event_streams_do_not_hold_up_other_requests(server):
         assert all(a.status_code == 200 for a in answers)
         job = submit(server.url)  # httpx's 30 s timeout: before the fix this waited 97 s
         assert job.status_code == 202, job.text
-        assert job.json()["queue"]["position"] >= 2  # behind the long job
+        assert (job.json().get("queue") or {}).get("position", 0) >= 2, job.json()  # behind it
     finally:
         for sock in streams:
             sock.close()

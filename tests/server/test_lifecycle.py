@@ -19,7 +19,7 @@ def test_a_full_queue_answers_429_and_every_accepted_job_finishes(start_server):
     server = start_server("--queue-size", "3")
     accepted, refused = [], []
     for i in range(8):
-        response = submit(server.url, steps="8", seed=str(i))
+        response = submit(server.url, steps="40", seed=str(i))  # slower than 8 submits
         (accepted if response.status_code == 202 else refused).append(response)
     assert len(accepted) >= 3 and refused
     for response in refused:

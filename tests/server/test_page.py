@@ -152,7 +152,7 @@ def test_random_seeds_the_live_job_list_reuse_and_the_api_snippets(server, tab):
         page.fill(f"#{name}", value)
     assert page.is_checked("#random-seed")
     # a job ahead of the first: the page says where in the queue it waits
-    blocker = submit(server.url, steps="150", frames="8").json()
+    blocker = submit(server.url, steps="150", frames="32").json()  # cancelled once seen
     running(server.url, blocker["id"], step=1)
 
     def queued() -> None:

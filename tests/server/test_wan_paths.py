@@ -150,7 +150,9 @@ def test_cancelling_a_running_wan_job_stops_it_at_the_next_step(wan, tmp_path):
                 break
     final = wait(wan.url, job["id"])
     assert final["status"] == "cancelled" and final["error"] == "cancelled while running"
-    assert cancelled_at is not None and steps[-1] <= cancelled_at + 1 < total, steps
+    # the step the cancel saw may lag the worker's by one (its progress still in the pipe):
+    # the worker stops at the next step's end
+    assert cancelled_at is not None and steps[-1] <= cancelled_at + 2 < total, steps
     assert httpx.get(f"{wan.url}/v1/jobs/{job['id']}/video").status_code == 404
     assert not (wan.home / "server" / "outputs" / f"{job['id']}.mp4").exists()
     after = wait(wan.url, _submit(wan.url).json()["id"])  # the worker goes on
@@ -181,12 +183,11 @@ def _open(browser, url: str):
 
 
 def _wait_done(page) -> None:
-
-    try:
+    try:  # the 81-frame job too, on a busy 2-core machine
         until_true(
             page,
             "document.querySelector('#bar').getAttribute('aria-valuenow') === '100'",
-            timeout=60,
+            timeout=180,
         )
     except TimeoutError:
         pytest.fail(f"the bar did not reach 100%; the page says: {page.inner_text('#status')!r}")
