@@ -12,7 +12,9 @@ Here, in order:
 4. The body: capped while it streams (413), timed out when the client stalls (408), and a
    multipart form's text fields checked for UTF-8 as they pass (Starlette's parser decodes a
    field that is not as Latin-1 without a word, so mojibake was stored as the prompt).
-5. The answer: CSP, nosniff, no framing, no referrer, same-origin resources.
+5. The answer: CSP, nosniff, no framing, no referrer, same-origin resources; an exception
+   nothing handled is a JSON 500 from here, with those headers too (Starlette's own 500 comes
+   from its outermost middleware, outside this one, and had none).
 
 Slow headers are uvicorn's side (protocol.py): the app never sees a request that never ends.
 """
@@ -25,6 +27,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -36,6 +39,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("i2vkit.server")
 
 COOKIE = "i2vkit_session"
 SESSION_SECONDS = 12 * 3600
@@ -159,8 +164,10 @@ class Guard:
             scope, secured = {**scope, "method": "GET"}, _headless(secured)
         body = _Body(receive, headers, self.max_body)
         has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        started = False
 
         async def quiet(message: Message) -> None:
+            nonlocal started
             # the app's own answer to a cut body is ours; to a client that is gone (or that
             # uvicorn already answered 400 for a malformed chunk), nobody's: sending it raised
             # h11's LocalProtocolError, twice logged
@@ -175,13 +182,19 @@ class Guard:
                 if not body.done:
                     message = {**message, "headers": [*message.get("headers", []),
                                                       (b"connection", b"close")]}  # fmt: skip
+            started = started or message["type"] == "http.response.start"
             await secured(message)
 
         try:
             await self.app(scope, body, quiet)
-        except Exception:
+        except Exception as error:
             if not body.ended:
-                raise
+                if started:  # mid-answer: nothing to send but the cut, as uvicorn does
+                    raise
+                log.error("request failed: %s %s", scope["method"], scope["path"], exc_info=error)
+                await _answer(secured, Refused(500, f"internal error: {type(error).__name__}; "
+                                                    "the server's log has more"))  # fmt: skip
+                return
         if body.ended:
             if not body.gone:  # as above: the answer must not be lost to a reset
                 await body.drain()
@@ -354,7 +367,8 @@ def _headless(send: Send) -> Send:
 
 async def _answer(send: Send, refused: Refused) -> None:
     # "error": the OpenAI shape, which the openai client reads its message from
-    error = {"message": refused.detail, "type": "invalid_request_error", "code": refused.status}
+    kind = "server_error" if refused.status >= 500 else "invalid_request_error"
+    error = {"message": refused.detail, "type": kind, "code": refused.status}
     body = json.dumps({"detail": refused.detail, "error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"connection", b"close")]  # fmt: skip

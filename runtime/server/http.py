@@ -87,11 +87,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     async def storage(_req: Request, error: Exception) -> JSONResponse:
         return _storage_error(error, config)
 
-    @app.exception_handler(Exception)  # JSON, not Starlette's plain-text 500
-    async def unexpected(_req: Request, error: Exception) -> JSONResponse:
-        log.error("request failed", exc_info=error)
-        return _error(500, f"internal error: {type(error).__name__}; the server's log has more")
-
+    # an exception nothing here handles: guard.py answers a JSON 500 with its headers
     _routes(app, service, config)
     page.routes(app, service, config)
     videos.routes(app, service, config)

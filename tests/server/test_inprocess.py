@@ -249,6 +249,27 @@ async def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(client)
         assert headers["x-frame-options"] == "DENY"
 
 
+async def test_an_unexpected_error_is_a_json_500_with_the_same_headers(service, caplog):
+    app = create_app(service.config, service)
+
+    @app.get("/v1/broken")  # a route with a bug, on the app `invoke serve` runs
+    def broken() -> None:
+        raise KeyError("no such thing")
+
+    # as uvicorn does: what the app raises after its answer is not the client's
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as c:  # fmt: skip
+        answer = await c.get("/v1/broken")
+    assert answer.status_code == 500
+    assert answer.json()["detail"] == "internal error: KeyError; the server's log has more"
+    assert answer.json()["error"]["type"] == "server_error"  # the openai client's 5xx shape
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    failed = [r for r in caplog.records if r.getMessage() == "request failed: GET /v1/broken"]
+    assert len(failed) == 1 and failed[0].exc_info, "logged once, with its traceback"
+
+
 async def test_head_answers_as_get_without_a_body_and_docs_need_no_cdn(client):
     for path in ("/v1/info", "/healthz", "/"):
         response = await client.head(path)
