@@ -19,7 +19,14 @@ from i2vkit import tools
 from i2vkit.env.plan import SetupPlan
 from i2vkit.errors import EnvCheckError
 from i2vkit.mirrors.catalogue import Catalogue
-from i2vkit.mirrors.install import Attempt, InstallError, InstallResult, attempt, install
+from i2vkit.mirrors.install import (
+    Attempt,
+    InstallError,
+    InstallResult,
+    attempt,
+    install,
+    working_pypi,
+)
 
 
 def python_of(prefix: Path) -> Path:
@@ -46,7 +53,8 @@ def _with_wheelhouse(
         failed = error.result
         if plan.wheelhouse is None or not all(a.mirror_fault for a in failed.attempts):
             raise
-    sources = ["--find-links", str(plan.wheelhouse), "--index-url", plan.mirrors.url("pypi")]
+    pypi = working_pypi(catalogue, plan.mirrors)  # not a PyPI mirror that just failed
+    sources = ["--find-links", str(plan.wheelhouse), "--index-url", pypi]
     last: Attempt = attempt(python, requirements, sources, "wheelhouse", tool="uv")
     if not last.ok and last.mirror_fault:  # no PyPI mirror either: the wheelhouse alone
         alone = ["--no-index", "--find-links", str(plan.wheelhouse)]

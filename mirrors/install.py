@@ -36,7 +36,7 @@ from i2vkit.mirrors import failover
 from i2vkit.mirrors.catalogue import Catalogue, TorchEndpoint
 from i2vkit.mirrors.choose import MirrorPlan
 from i2vkit.mirrors.failover import Attempt
-from i2vkit.mirrors.probe import answers_wrong, describe_error
+from i2vkit.mirrors.probe import answers_wrong, describe_error, probe_url
 from i2vkit.mirrors.rewrite import mirror_of
 
 READ_TIMEOUT_S = 15  # per socket read: a stalled mirror fails over instead of hanging
@@ -83,8 +83,11 @@ class InstallResult:
         return lines + [f"{name} from {mirror}" for name, mirror in sorted(self.files.items())]
 
 
-def index_args(catalogue: Catalogue, plan: MirrorPlan, mirror: str, kind: str) -> list[str]:
-    """The index options that make `mirror` the only source for this step."""
+def index_args(
+    catalogue: Catalogue, plan: MirrorPlan, mirror: str, kind: str, pypi: str | None = None
+) -> list[str]:
+    """The index options that make `mirror` the only source for this step (with `pypi`, or
+    the plan's PyPI mirror, for what a flat torch page does not list)."""
     endpoint = catalogue.mirror[mirror].endpoint(kind, plan.variant)
     if endpoint is None:
         raise ConfigError(f"mirror {mirror!r} offers no {kind}")
@@ -93,8 +96,24 @@ def index_args(catalogue: Catalogue, plan: MirrorPlan, mirror: str, kind: str) -
     url = endpoint.for_variant(plan.variant)
     if endpoint.layout == "simple":
         return ["--index-url", url]
-    # A flat page lists only torch: its dependencies come from the plan's PyPI mirror.
-    return ["--index-url", plan.url("pypi"), "--find-links", url]
+    # A flat page lists only torch: its dependencies come from a PyPI mirror.
+    return ["--index-url", pypi or plan.url("pypi"), "--find-links", url]
+
+
+def working_pypi(catalogue: Catalogue, plan: MirrorPlan) -> str:
+    """The first of the plan's PyPI chain that answers as an index: where a flat torch page's
+    dependencies (and a wheelhouse's missing files) come from. The plan's first choice is not
+    checked by an install before the torch step runs, and a dead or portal mirror there would
+    fail every torch mirror in turn, each for the same PyPI page. The plan's pick when none
+    answers (the install then says why)."""
+    for name in plan.chains.get("pypi", ()):
+        endpoint = catalogue.mirror[name].endpoint("pypi", plan.variant)
+        if endpoint is None:
+            continue
+        page = probe_url(catalogue, "pypi", endpoint, plan.variant)
+        if reachable(page) is None and answers_wrong(page, "pypi") is None:
+            return endpoint.url
+    return plan.url("pypi")
 
 
 def child_env(tool: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -159,9 +178,13 @@ def install(
     `kind` ('pypi', or 'torch' for the torch step), failing over along the plan's chain.
     Raises InstallError (carrying the result) when no mirror could do it."""
 
+    flat = kind == "torch" and any(_flat(catalogue, m, plan.variant) for m in
+                                   plan.chains.get(kind, ()))  # fmt: skip
+    pypi = working_pypi(catalogue, plan) if flat else None
+
     def one(mirror: str) -> Attempt:
-        return attempt(python, requirements, index_args(catalogue, plan, mirror, kind), mirror,
-                       tool, env, timeout)  # fmt: skip
+        return attempt(python, requirements, index_args(catalogue, plan, mirror, kind, pypi),
+                       mirror, tool, env, timeout)  # fmt: skip
 
     attempts = failover.run(plan.chains.get(kind, ()), one, kind)
     skipped = tuple(plan.left_out.get(kind, ()))
@@ -170,6 +193,11 @@ def install(
         raise InstallError(InstallResult(kind, tool, attempts, {}, skipped))
     files = {_name(u): mirror_of(u, catalogue) or last.mirror for u in last.fetched}
     return InstallResult(kind, tool, attempts, files, skipped)
+
+
+def _flat(catalogue: Catalogue, mirror: str, variant: str) -> bool:
+    endpoint = catalogue.mirror[mirror].endpoint("torch", variant)
+    return isinstance(endpoint, TorchEndpoint) and endpoint.layout != "simple"
 
 
 def attempt(

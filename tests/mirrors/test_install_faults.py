@@ -12,7 +12,7 @@ import pytest
 from i2vkit.errors import InstallError
 from i2vkit.mirrors.choose import choose, resolve
 from i2vkit.mirrors.install import install
-from tests.helpers.mirrors import catalogue_for, installed
+from tests.helpers.mirrors import VARIANT, catalogue_for, installed
 from tests.helpers.servers import closed_port
 
 LOCKED = ["--no-deps", "--require-hashes", "-r"]
@@ -103,3 +103,22 @@ def test_auto_keeps_portals_when_nothing_else_offers_the_kind(captive):
     plan = resolve(catalogue_for({"captive": captive.url}), "auto")
     assert plan.chains["pypi"] == ("captive",)
     assert "pypi" not in plan.left_out
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_flat_torch_page_takes_its_dependencies_from_a_pypi_mirror_that_answers(
+    tool, captive, stand_ins, venv, neutral_env
+):
+    """The plan's PyPI mirror is a portal; torch comes from aliyun's flat page, which lists only
+    torch: its dependency (beta) comes from the next PyPI mirror, not the portal (every torch
+    mirror failed there in turn, each for the portal's page)."""
+    urls = {"captive": captive.url, "aliyun": stand_ins["urls"]["aliyun"]}
+    catalogue = catalogue_for(urls, stand_ins["torch"].url)
+    plan = choose(catalogue, "captive", VARIANT)
+    assert plan.chains["pypi"] == ("captive", "aliyun") and plan.chains["torch"] == ("aliyun",)
+    result = install(python_of(venv), [f"torch==2.13.0+{VARIANT}"], catalogue, plan,
+                     kind="torch", tool=tool, env=neutral_env)  # fmt: skip
+    assert [(a.mirror, a.ok) for a in result.attempts] == [("aliyun", True)]
+    assert result.files == {f"torch-2.13.0+{VARIANT}-py3-none-any.whl": "aliyun",
+                            "beta-1.0-py3-none-any.whl": "aliyun"}  # fmt: skip
+    assert {"torch", "beta"} <= installed(venv)
