@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -46,7 +47,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created, id);
 """
+NEWEST_BEFORE = ("SELECT * FROM jobs WHERE (created, id) < (?, ?) "
+                  "ORDER BY created DESC, id DESC LIMIT ?")  # fmt: skip
+OLDEST_AFTER = ("SELECT * FROM jobs WHERE (created, id) > (?, ?) "
+                 "ORDER BY created ASC, id ASC LIMIT ?")  # fmt: skip
 
 
 @dataclass
@@ -168,10 +174,21 @@ class JobStore:
         return Job.from_row(row)
 
     def recent(self, limit: int = 20) -> list[Job]:
+        return self.page(None, limit)
+
+    def page(self, after: str | None, limit: int, oldest_first: bool = False) -> list[Job]:
+        """Up to `limit` jobs, newest first (or oldest), starting after the job `after`: a
+        cursor on (created, id), so a page costs the same however many jobs there are.
+        JobNotFoundError when `after` is not a job."""
+        query = OLDEST_AFTER if oldest_first else NEWEST_BEFORE
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
-            ).fetchall()
+            if after is None:  # from the first (or the last) job on
+                cursor = (-math.inf, "") if oldest_first else (math.inf, "")
+            elif (cursor := self._db.execute(
+                    "SELECT created, id FROM jobs WHERE id=?", (check_id(after),)).fetchone()
+                  ) is None:  # fmt: skip
+                raise JobNotFoundError(after)
+            rows = self._db.execute(query, (*cursor, limit)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     def ahead(self, job_id: str) -> int:

@@ -47,7 +47,6 @@ STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed"
           "failed": "failed", "cancelled": "failed"}  # fmt: skip
 SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 LIST_MAX = 100  # a page's most videos
-SCAN = 10_000  # the list pages through the newest jobs this many (the store has no cursor)
 CODES: tuple[tuple[type[I2VKitError], str], ...] = (
     (JobNotFoundError, "not_found"),
     (QueueFullError, "queue_full"),
@@ -133,14 +132,7 @@ def routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
             raise RequestError(f"limit={limit} is out of range; allowed: 1 to {LIST_MAX}")
         if order not in ("asc", "desc"):
             raise RequestError(f"order={order!r} is unknown; known: asc, desc")
-        jobs = store.recent(SCAN)
-        if order == "asc":
-            jobs.reverse()
-        if after is not None:
-            ids = [job.id for job in jobs]
-            if after not in ids:
-                raise JobNotFoundError(after)
-            jobs = jobs[ids.index(after) + 1 :]
+        jobs = store.page(after, limit + 1, oldest_first=order == "asc")  # one more: has_more
         data = [_video(http._view(service, job), config.retention_hours) for job in jobs[:limit]]
         return {"object": "list", "data": data, "has_more": len(jobs) > limit,
                 "first_id": data[0]["id"] if data else None,

@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+from i2vkit.errors import JobNotFoundError
+from i2vkit.runtime.server.store import NEWEST_BEFORE, JobStore
 from tests.helpers.api import png, until
 from tests.helpers.video import read_mp4
 
@@ -117,6 +119,29 @@ def test_the_list_pages_by_cursor_in_either_order(client):
         client.videos.list(limit=101)
     for video_id in made:  # leave the queue empty for the next test
         assert client.videos.poll(video_id, poll_interval_ms=100).status == "completed"
+
+
+def test_the_store_pages_every_job_by_its_cursor_through_an_index(tmp_path):
+    """The list used to read the newest 10,000 jobs and cut its page there: older ones could
+    not be reached. Now a cursor on (created, id): every job once, ties in time included, and
+    SQLite searches its index instead of scanning the table."""
+    store = JobStore(tmp_path, 4)
+    rows = [(f"{i:022d}", "succeeded", "{}", 1000.0 + i // 3) for i in range(10_050)]  # ties
+    store._db.executemany("INSERT INTO jobs (id, status, settings, created) VALUES (?,?,?,?)",
+                          rows)  # fmt: skip
+    for oldest_first in (False, True):
+        seen, after = [], None
+        while page := store.page(after, 100, oldest_first):
+            seen += [job.id for job in page]
+            after = page[-1].id
+        expected = [r[0] for r in rows]
+        assert seen == (expected if oldest_first else expected[::-1])
+    plan = [row["detail"] for row in store._db.execute("EXPLAIN QUERY PLAN " + NEWEST_BEFORE,
+                                                      (1.0, "", 5))]  # fmt: skip
+    assert any("INDEX jobs_created" in step for step in plan), plan
+    with pytest.raises(JobNotFoundError):
+        store.page("B" * 22, 5)
+    store.close()
 
 
 def test_deleting_a_running_video_cancels_it_then_deletes_it(client):
