@@ -32,6 +32,7 @@ from pydantic import ConfigDict, Field
 from i2vkit import files, request
 from i2vkit.errors import (
     I2VKitError,
+    JobNotFoundError,
     NotReadyError,
     QueueFullError,
     RequestError,
@@ -217,7 +218,8 @@ def _routes(app: FastAPI, service: Service, config: ServeConfig) -> None:
 
     @app.get("/v1/jobs/{job_id}/events")
     async def events(job_id: str) -> StreamingResponse:
-        """Server-sent events: `progress` while the job is queued or runs, then `done`."""
+        """Server-sent events: `progress` while the job is queued or runs, then `done` (or
+        `deleted`, when the job is deleted meanwhile)."""
         service.store.get(job_id)  # 404 before the stream starts
         return StreamingResponse(_stream(service, job_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})  # fmt: skip
@@ -320,7 +322,7 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
     try:
         job = store.get(job_id)
         view = _view(service, job)
-        while True:
+        while True:  # the job may be deleted meanwhile (the videos API, retention): see below
             kind = "done" if job.status in FINAL else "progress"
             yield f"event: {kind}\ndata: {json.dumps(view, sort_keys=True)}\n\n"
             if kind == "done":
@@ -330,7 +332,11 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            job = store.get(job_id)
+            try:
+                job = store.get(job_id)
+            except JobNotFoundError:  # the stream ends saying so, not with a traceback
+                yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
+                return
             view = _view(service, job)
             if snapshot is not None and job.status == "running":
                 view["progress"] = snapshot  # exactly this step, even if the job moved on

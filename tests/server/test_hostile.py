@@ -14,7 +14,7 @@ import httpx
 from PIL import Image
 
 from i2vkit.runtime.server.store import JobStore
-from tests.helpers.api import png, submit, until, wait
+from tests.helpers.api import png, running, submit, until, wait
 
 
 def _raw(url: str, data: bytes) -> socket.socket:
@@ -79,6 +79,26 @@ def test_fifty_event_streams_do_not_hold_up_other_requests(server):
             sock.close()
         httpx.post(f"{server.url}/v1/jobs/{long}/cancel", timeout=10)
     wait(server.url, job.json()["id"])
+
+
+def test_a_job_deleted_while_its_events_stream_ends_the_stream_saying_so(server):
+    blocker = submit(server.url, steps="150", frames="32").json()["id"]
+    running(server.url, blocker)
+    queued = submit(server.url).json()["id"]
+    kinds, deleted = [], None
+    url = f"{server.url}/v1/jobs/{queued}/events"
+    with httpx.stream("GET", url, timeout=30) as stream:
+        for line in stream.iter_lines():  # until the server ends the stream
+            if line.startswith("event: "):
+                kinds.append(line[7:])
+                if deleted is None:  # subscribed: now delete it
+                    deleted = httpx.delete(f"{server.url}/v1/videos/{queued}", timeout=10)
+    httpx.post(f"{server.url}/v1/jobs/{blocker}/cancel", timeout=10)
+    assert deleted is not None and deleted.status_code == 200, deleted
+    assert kinds[0] == "progress" and kinds[-1] == "deleted", kinds  # it raised mid-stream
+    assert httpx.get(url, timeout=10).status_code == 404
+    assert "Traceback" not in server.log.read_text()
+    wait(server.url, blocker)
 
 
 def test_a_full_queue_s_retry_after_is_when_the_running_job_ends(start_server):

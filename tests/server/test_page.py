@@ -212,6 +212,23 @@ def test_random_seeds_the_live_job_list_reuse_and_the_api_snippets(server, tab):
         assert s["frames"] == 4, "the OpenAI API's seconds is frames at the model's fps"
 
 
+def test_a_job_deleted_elsewhere_while_the_page_watches_it_says_so(server, tab):
+    page = _open(tab, server.url)
+    blocker = submit(server.url, steps="150", frames="32").json()["id"]
+    running(server.url, blocker, step=1)
+    page.set_input_files("#file", EXAMPLE)
+    page.fill("#prompt", "to be deleted")
+    page.click("#submit")
+    expect(page.locator("#status")).to_contain_text("queued")
+    (job,) = [j for j in httpx.get(f"{server.url}/v1/jobs").json()
+              if j["settings"]["prompt"] == "to be deleted"]  # fmt: skip
+    assert httpx.delete(f"{server.url}/v1/videos/{job['id']}").status_code == 200
+    expect(page.locator("#status")).to_have_text("this job was deleted")
+    httpx.post(f"{server.url}/v1/jobs/{blocker}/cancel")
+    expect(page.locator("#jobs li", has_text="to be deleted")).to_have_count(0)
+    tab.assert_clean()
+
+
 def test_the_static_files_and_thumbnails_are_served_as_they_should_be(server):
     script = httpx.get(f"{server.url}/static/app.js")
     assert script.headers["content-type"].startswith("text/javascript")

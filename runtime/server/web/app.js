@@ -292,6 +292,12 @@ function follow(job) {
     loadJobs();
     loadPresets(false).catch(() => {});
   });
+  source.addEventListener("deleted", (event) => {  // through the videos API, or by retention
+    source.close();
+    if (state.source === source) state.source = null;
+    if (JSON.parse(event.data).id === state.current) setError("this job was deleted");
+    loadJobs();
+  });
 }
 
 async function cancel() {
