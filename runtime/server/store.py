@@ -349,14 +349,17 @@ class JobStore:
         """Remove a job (row, input, output) once it has ended; a queued one is cancelled and
         removed, a running one only cancelled (it stops at its next step: delete it again
         then). The job as it was; JobNotFoundError when there is none."""
-        job = self.cancel(job_id)
-        with self._lock:
+        with self._lock:  # one hold: a stream woken by the cancel finds the job gone
+            if self.get(job_id).status == "queued":
+                self.finish(job_id, "cancelled", error="cancelled before it started")
             job = self.get(job_id)
             if job.status in FINAL:
                 self.input_path(job_id).unlink(missing_ok=True)
                 self.output_path(job_id).unlink(missing_ok=True)
                 self._db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
-        return job
+                return job
+        job = self.cancel(job_id)  # running (the worker is told outside the lock)
+        return self.delete(job_id) if job.status in FINAL else job  # it ended meanwhile
 
     def close(self) -> None:
         with self._lock:
