@@ -15,6 +15,7 @@ variables removed from the child's environment, so nothing can add a second inde
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -178,11 +179,12 @@ def install(
     `kind` ('pypi', or 'torch' for the torch step), failing over along the plan's chain.
     Raises InstallError (carrying the result) when no mirror could do it."""
 
-    flat = kind == "torch" and any(_flat(catalogue, m, plan.variant) for m in
-                                   plan.chains.get(kind, ()))  # fmt: skip
-    pypi = working_pypi(catalogue, plan) if flat else None
+    @functools.cache
+    def companion() -> str:  # checked only once a flat torch page is tried, not before
+        return working_pypi(catalogue, plan)
 
     def one(mirror: str) -> Attempt:
+        pypi = companion() if kind == "torch" and _flat(catalogue, mirror, plan.variant) else None
         return attempt(python, requirements, index_args(catalogue, plan, mirror, kind, pypi),
                        mirror, tool, env, timeout)  # fmt: skip
 
